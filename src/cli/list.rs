@@ -1,0 +1,89 @@
+//! `perfunc list`: functions of a binary, or the counters of this machine.
+
+use std::io::{self, BufWriter, Write};
+
+use super::ListArgs;
+use crate::events;
+use crate::probe::pmu;
+use crate::symbols::{self, FunctionSpec};
+
+/// Runs `perfunc list`.
+pub fn run(args: &ListArgs) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.events {
+        list_events(&mut out)?;
+    } else if let Some(binary) = &args.binary {
+        let patterns = if args.patterns.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            args.patterns.clone()
+        };
+        let specs: Vec<FunctionSpec> = patterns
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()?;
+        let resolved = symbols::resolve(binary, &specs)?;
+        writeln!(
+            out,
+            "{:<18} {:>8} {:<9} {:<15} FUNCTION",
+            "ADDRESS", "SIZE", "CLASS", "PROBE"
+        )?;
+        for r in &resolved {
+            let f = &r.function;
+            let how = if f.class.emulated() {
+                "emulated"
+            } else {
+                "single-stepped"
+            };
+            write!(
+                out,
+                "{:#018x} {:>8} {:<9} {:<15} {}",
+                f.addr.0,
+                f.size,
+                f.class.name(),
+                how,
+                f.name
+            )?;
+            if r.binary.path != *binary {
+                write!(out, "  [{}]", r.binary.path.display())?;
+            }
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn list_events<W: Write>(out: &mut W) -> anyhow::Result<()> {
+    writeln!(out, "{:<28} {:<9} {:<10} STATUS", "COUNTER", "KIND", "UNIT")?;
+    let mut failures = Vec::new();
+    for spec in events::known_counters() {
+        let status = match pmu::try_open(&spec) {
+            Ok(()) => "ok".to_owned(),
+            Err(errno) => {
+                let name = std::io::Error::from_raw_os_error(errno);
+                failures.push((spec.clone(), errno));
+                format!("unavailable: {name}")
+            }
+        };
+        let kind = serde_json::to_value(spec.kind)?;
+        let unit = serde_json::to_value(spec.unit)?;
+        writeln!(
+            out,
+            "{:<28} {:<9} {:<10} {status}",
+            spec.name,
+            kind.as_str().unwrap_or(""),
+            unit.as_str().unwrap_or("")
+        )?;
+    }
+    // One explanation per distinct cause, for the first counter it hit.
+    let mut explained: Vec<(events::CounterKind, i32)> = Vec::new();
+    for (spec, errno) in failures {
+        if explained.contains(&(spec.kind, errno)) {
+            continue;
+        }
+        explained.push((spec.kind, errno));
+        writeln!(out, "\n{}", pmu::explain(&spec, errno))?;
+    }
+    Ok(())
+}

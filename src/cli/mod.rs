@@ -1,0 +1,210 @@
+//! The command line: clap definitions, and the commands built on the
+//! library. Flags are turned into the library's own option types here, so
+//! the rest of perfunc never sees clap.
+
+mod demo;
+mod list;
+mod record;
+mod script;
+mod units;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit status for a usage error (bad flags), as clap uses.
+pub const EXIT_USAGE: i32 = 2;
+
+/// perfunc: what each function costs in hardware terms, call by call.
+#[derive(Debug, Parser)]
+#[command(name = "perfunc", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record per-call counter values at the entry and return of functions.
+    Record(RecordArgs),
+    /// List functions of a binary that can be probed, or the counters that
+    /// open on this machine.
+    List(ListArgs),
+    /// Print a trace, one line per record.
+    Script(ScriptArgs),
+    /// Record a workload built into perfunc and print what was recorded.
+    Demo(DemoArgs),
+    /// The demo's workload (run by `perfunc demo` in a child process).
+    #[command(hide = true, name = "__workload")]
+    Workload {
+        /// Calls of the outer demo function.
+        #[arg(default_value_t = 200)]
+        iterations: u32,
+    },
+}
+
+/// `perfunc record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Counters to read at every entry and return, comma-separated (perf's
+    /// names: LLC-load-misses, task-clock, page-faults, rNNNN, pmu/event/...).
+    /// Default: LLC-load-misses,LLC-store-misses,LLC-prefetch-misses, or
+    /// task-clock,page-faults,context-switches where there is no CPU PMU.
+    #[arg(short = 'e', long = "event", value_name = "COUNTERS")]
+    events: Vec<String>,
+
+    /// Functions to probe: a glob over demangled or raw names, or
+    /// LIB:PATTERN for a shared library the program loads
+    /// (e.g. 'parse_*', 'mycrate::*', 'libc.so.6:malloc').
+    #[arg(
+        short = 'f',
+        long = "function",
+        value_name = "PATTERN",
+        required = true
+    )]
+    functions: Vec<String>,
+
+    /// The trace file to write.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FILE",
+        default_value = "perfunc.trace"
+    )]
+    output: PathBuf,
+
+    /// Attach to this running process (and all its threads) instead of
+    /// starting a command.
+    #[arg(short = 'p', long, value_name = "PID", conflicts_with = "command")]
+    pid: Option<i32>,
+
+    /// Stop after this long (e.g. 10, 2.5s, 500ms, 1m). A command perfunc
+    /// started then gets SIGTERM.
+    #[arg(long, value_name = "TIME", value_parser = units::parse_duration)]
+    duration: Option<std::time::Duration>,
+
+    /// Ring buffer per CPU (e.g. 32M, 256K); a power of two is used.
+    #[arg(short = 'm', long, value_name = "SIZE", default_value = "32M", value_parser = units::parse_size)]
+    buffer_size: usize,
+
+    /// No progress line and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// `perfunc list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List the known counters and whether each opens on this machine.
+    #[arg(long, conflicts_with_all = ["binary", "patterns"])]
+    events: bool,
+
+    /// The ELF binary whose functions to list.
+    #[arg(required_unless_present = "events")]
+    binary: Option<PathBuf>,
+
+    /// Globs (or LIB:PATTERN) to filter functions; all functions by default.
+    patterns: Vec<String>,
+}
+
+/// `perfunc script`.
+#[derive(Debug, Args)]
+pub struct ScriptArgs {
+    /// The trace to print.
+    #[arg(short, long, value_name = "FILE", default_value = "perfunc.trace")]
+    input: PathBuf,
+}
+
+/// `perfunc demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Counters to read (default as for `record`).
+    #[arg(short = 'e', long = "event", value_name = "COUNTERS")]
+    events: Vec<String>,
+
+    /// Keep the trace in this file instead of a temporary one.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Parses `args` and runs the command. Returns the process exit status.
+pub fn run<I, T>(args: I) -> anyhow::Result<i32>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    match cli.command {
+        Command::Record(args) => record::run(&args),
+        Command::List(args) => list::run(&args).map(|()| 0),
+        Command::Script(args) => script::run(&args).map(|()| 0),
+        Command::Demo(args) => demo::run(&args),
+        Command::Workload { iterations } => {
+            crate::demo::workload(iterations);
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_takes_a_command_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "perfunc",
+            "record",
+            "-e",
+            "task-clock",
+            "-f",
+            "f*",
+            "-f",
+            "g",
+            "--",
+            "./app",
+            "-x",
+        ])
+        .unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("not record")
+        };
+        assert_eq!(args.functions, ["f*", "g"]);
+        assert_eq!(
+            args.command,
+            [OsString::from("./app"), OsString::from("-x")]
+        );
+        assert_eq!(args.buffer_size, 32 << 20);
+    }
+
+    #[test]
+    fn pid_and_command_conflict() {
+        let err = Cli::try_parse_from(["perfunc", "record", "-f", "f", "-p", "1", "--", "ls"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        assert_eq!(run(["perfunc", "record"]).unwrap(), EXIT_USAGE);
+        assert_eq!(run(["perfunc", "--version"]).unwrap(), 0);
+    }
+}

@@ -1,0 +1,22 @@
+//! perfunc: what each function costs in hardware terms, call by call.
+//!
+//! An entry probe and a return probe on a function read a group of perf
+//! counters; the difference between the two readings is that call's cost.
+//! The library is split by concept:
+//!
+//! - [`events`]: counter names to `perf_event_attr` descriptions (pure).
+//! - [`symbols`]: ELF functions, globs, demangling, file offsets and the
+//!   class of each function's first instruction.
+//! - [`trace`]: the versioned trace file, its writer and streaming reader
+//!   (pure).
+//! - `probe` (Linux only): the one module that makes syscalls: tracefs,
+//!   uprobes, counter groups, ring buffers, process launch and attach.
+//! - [`cli`]: command-line definitions and the commands built on the rest.
+
+pub mod cli;
+pub mod demo;
+pub mod events;
+#[cfg(target_os = "linux")]
+pub mod probe;
+pub mod symbols;
+pub mod trace;

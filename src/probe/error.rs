@@ -1,0 +1,151 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Errors of the kernel-facing side of perfunc. Each names the thing that
+/// failed and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// A tracefs file could not be read.
+    #[error("failed to read {path}: {source}")]
+    Tracefs {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// tracefs was not mounted and could not be mounted.
+    #[error(
+        "tracefs is not mounted and mounting it at {dir} failed: {source}; \
+         as root, run `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    TracefsMount {
+        /// Where perfunc tried to mount it.
+        dir: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Writing a probe definition into uprobe_events failed.
+    #[error("failed to place uprobe `{line}`: {source}{}", privilege_hint(source))]
+    PlaceUprobe {
+        /// The definition line.
+        line: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Removing a probe from uprobe_events failed.
+    #[error("failed to remove uprobe `{line}`: {source}")]
+    RemoveUprobe {
+        /// The removal line.
+        line: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// uprobe_events cannot name a path with white space in it.
+    #[error("cannot probe {0}: tracefs uprobe definitions cannot hold a path with white space; use a symlink without spaces")]
+    PathWithSpace(PathBuf),
+    /// A counter could not be opened; the message explains errno and cause.
+    #[error("{message}")]
+    OpenCounter {
+        /// The counter's name.
+        counter: String,
+        /// The errno.
+        errno: i32,
+        /// The full explanation.
+        message: String,
+    },
+    /// A probe event could not be opened.
+    #[error(
+        "failed to open the probe on {function} (pid {pid}, cpu {cpu}): {source}{}",
+        privilege_hint(source)
+    )]
+    OpenProbe {
+        /// The function.
+        function: String,
+        /// The pid or tid observed.
+        pid: i32,
+        /// The CPU.
+        cpu: usize,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The ring buffer of a CPU could not be mapped.
+    #[error("failed to map a {bytes}-byte ring buffer on cpu {cpu}: {source}; try a smaller --buffer-size or raise `ulimit -l`")]
+    Mmap {
+        /// The CPU.
+        cpu: usize,
+        /// The size asked for.
+        bytes: usize,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Another kernel call failed while setting up or reading events.
+    #[error("{what} failed: {source}")]
+    Sys {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The command could not be started.
+    #[error("failed to start `{command}`: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The process to attach to does not exist.
+    #[error("no process with pid {0}: check the pid (it may have exited)")]
+    NoSuchProcess(i32),
+    /// A binary changed between symbol resolution and probe placement.
+    #[error("{path} changed since its symbols were read (build id {was} is now {now}); run perfunc again")]
+    BinaryChanged {
+        /// The binary.
+        path: PathBuf,
+        /// Build id when resolved.
+        was: String,
+        /// Build id now.
+        now: String,
+    },
+    /// Writing the trace failed.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
+}
+
+fn privilege_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "; placing uprobes needs root (CAP_SYS_ADMIN to write tracefs), and reading \
+             counters needs CAP_PERFMON (or CAP_SYS_ADMIN before Linux 5.8) or a low \
+             /proc/sys/kernel/perf_event_paranoid: run perfunc with sudo"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_errors_name_root_and_capabilities() {
+        let err = ProbeError::PlaceUprobe {
+            line: "p:perfunc_1/f0 /bin/true:0x10".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let text = err.to_string();
+        assert!(text.contains("root"), "{text}");
+        assert!(text.contains("CAP_PERFMON"), "{text}");
+        assert!(text.contains("perf_event_paranoid"), "{text}");
+    }
+
+    #[test]
+    fn other_errors_have_no_privilege_hint() {
+        let err = ProbeError::PlaceUprobe {
+            line: "p:perfunc_1/f0 /bin/true:0x10".into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert!(!err.to_string().contains("root"));
+    }
+}

@@ -1,0 +1,639 @@
+//! One recording: place the probes, open the counter groups, start or
+//! attach to the target, drain the ring buffers into the trace until the
+//! target exits or the user stops it, and clean up on every path.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perf_event::{Builder, Clock, Counter, ReadFormat, SampleFlag, Sampler};
+
+use super::pmu::{counter_builder, explain, RawEvent};
+use super::ring::{Decoded, Decoder};
+use super::sys::{self, HeldChild, WaitStatus};
+use super::tracefs::{self, PlacedUprobe, Tracefs, UprobeSet};
+use super::ProbeError;
+use crate::events::CounterSpec;
+use crate::trace::{ExitStatus, Footer, RecordKind, TraceWriter};
+
+/// A function to probe: where its uprobes go.
+#[derive(Debug, Clone)]
+pub struct UprobeTarget {
+    /// Index into the trace header's probe list.
+    pub probe_id: u32,
+    /// Display name, for messages.
+    pub function: String,
+    /// The binary the offset is in.
+    pub binary: PathBuf,
+    /// File offset of the function's first instruction.
+    pub offset: u64,
+}
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub enum RecordTarget {
+    /// Start this command, held until every probe is in place.
+    Command(Vec<OsString>),
+    /// Attach to this running process and all its threads.
+    Pid(i32),
+}
+
+/// Everything a recording needs.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// The counters read at every probe hit, in trace order.
+    pub counters: Vec<CounterSpec>,
+    /// The functions to probe.
+    pub probes: Vec<UprobeTarget>,
+    /// What to record.
+    pub target: RecordTarget,
+    /// Bytes of ring buffer per CPU (rounded up to a power of two).
+    pub buffer_bytes: usize,
+    /// Stop after this long (the command, if perfunc started it, gets
+    /// SIGTERM).
+    pub duration: Option<Duration>,
+    /// Print a progress line on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// How a recording ended.
+#[derive(Debug, Clone)]
+pub struct RecordResult {
+    /// What went into the trace's footer.
+    pub footer: Footer,
+    /// The signal that stopped perfunc (SIGINT, SIGTERM, SIGHUP), if any.
+    pub stopped_by: Option<i32>,
+    /// Threads seen in samples.
+    pub threads: usize,
+}
+
+/// The signals that stop a recording cleanly.
+const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Poll timeout: how late perfunc notices an exit or a signal at worst.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long a target perfunc started gets after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+struct StopFlag {
+    flag: Arc<AtomicUsize>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl StopFlag {
+    fn install() -> Result<StopFlag, ProbeError> {
+        let flag = Arc::new(AtomicUsize::new(0));
+        let mut ids = Vec::new();
+        for signal in STOP_SIGNALS {
+            let flag = Arc::clone(&flag);
+            let set = move || flag.store(signal as usize, Ordering::SeqCst);
+            // SAFETY: the handler only stores into an atomic, which is
+            // async-signal-safe.
+            #[allow(unsafe_code)]
+            let id =
+                unsafe { signal_hook::low_level::register(signal, set) }.map_err(|source| {
+                    ProbeError::Sys {
+                        what: "installing signal handlers".into(),
+                        source,
+                    }
+                })?;
+            ids.push(id);
+        }
+        Ok(StopFlag { flag, ids })
+    }
+
+    fn signal(&self) -> Option<i32> {
+        match self.flag.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
+}
+
+impl Drop for StopFlag {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// The open perf events of a recording. Declared so that the events are
+/// closed (dropped) before the uprobes they use are removed.
+struct Events {
+    /// One ring buffer per CPU: (cpu, the event that owns the mapping).
+    rings: Vec<(usize, Sampler)>,
+    counters: Vec<Counter>,
+    decoder: Decoder,
+}
+
+/// Records `opts` into `writer`. Probes are removed from tracefs on every
+/// way out of this function.
+pub fn record<W: Write>(
+    opts: &RecordOptions,
+    writer: &mut TraceWriter<W>,
+) -> Result<RecordResult, ProbeError> {
+    let _ = sys::raise_nofile_limit();
+    let tracefs = Tracefs::find_or_mount()?;
+    if let Ok(n) = tracefs::remove_stale_groups(&tracefs) {
+        if n > 0 {
+            eprintln!(
+                "perfunc: removed {n} uprobes left behind by an earlier perfunc that was killed"
+            );
+        }
+    }
+    let stop = StopFlag::install()?;
+    let mut uprobes = UprobeSet::new(tracefs);
+    let placed: Vec<PlacedUprobe> = opts
+        .probes
+        .iter()
+        .map(|p| uprobes.add(&p.binary, p.offset))
+        .collect::<Result<_, _>>()?;
+    let cpus = sys::online_cpus();
+
+    let result = match &opts.target {
+        RecordTarget::Command(argv) => {
+            let mut child = HeldChild::spawn(argv).map_err(|source| ProbeError::Spawn {
+                command: display_command(argv),
+                source,
+            })?;
+            let mut events = Events::new();
+            events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
+            child.release().map_err(|source| ProbeError::Spawn {
+                command: display_command(argv),
+                source,
+            })?;
+            let pidfd = sys::pidfd_open(child.pid()).ok();
+            run(
+                opts,
+                &mut events,
+                writer,
+                &stop,
+                Watched::Child(child.pid()),
+                pidfd,
+            )
+        }
+        RecordTarget::Pid(pid) => {
+            let pidfd = sys::pidfd_open(*pid).map_err(|_| ProbeError::NoSuchProcess(*pid))?;
+            let mut events = Events::new();
+            attach_all_threads(opts, &mut events, &placed, &cpus, *pid)?;
+            run(
+                opts,
+                &mut events,
+                writer,
+                &stop,
+                Watched::Process(*pid),
+                Some(pidfd),
+            )
+        }
+    };
+    drop(uprobes);
+    result
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// Enabled when the held child execs the target.
+    OnExec,
+    /// Enabled at once (attaching to a running thread).
+    Now,
+}
+
+#[derive(Clone, Copy)]
+enum Watched {
+    Child(i32),
+    Process(i32),
+}
+
+fn display_command(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Opens probe groups on every thread of `pid`, repeating until no thread
+/// appears that was not covered (threads created after a thread's events
+/// are open inherit them).
+fn attach_all_threads(
+    opts: &RecordOptions,
+    events: &mut Events,
+    placed: &[PlacedUprobe],
+    cpus: &[usize],
+    pid: i32,
+) -> Result<(), ProbeError> {
+    let mut done = BTreeSet::new();
+    loop {
+        let tids = thread_ids(pid).map_err(|_| ProbeError::NoSuchProcess(pid))?;
+        let new: Vec<i32> = tids.into_iter().filter(|t| !done.contains(t)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        for tid in new {
+            match events.open_for(opts, placed, cpus, tid, Start::Now) {
+                Ok(()) => {}
+                // The thread ended between listing and opening.
+                Err(ProbeError::OpenProbe { source, .. })
+                    if source.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(e),
+            }
+            done.insert(tid);
+        }
+    }
+}
+
+fn thread_ids(pid: i32) -> std::io::Result<Vec<i32>> {
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// What each probe hit records; `ring.rs` decodes exactly this layout.
+const SAMPLE_FLAGS: SampleFlag = SampleFlag::IDENTIFIER
+    .union(SampleFlag::TID)
+    .union(SampleFlag::TIME)
+    .union(SampleFlag::CPU)
+    .union(SampleFlag::READ);
+
+/// How the group is read at each hit.
+const READ_FORMAT: ReadFormat = ReadFormat::GROUP
+    .union(ReadFormat::TOTAL_TIME_ENABLED)
+    .union(ReadFormat::TOTAL_TIME_RUNNING);
+
+/// Sets the read format as is: perf-event2's `read_format` adds
+/// `PERF_FORMAT_ID` to group reads, which would cost 8 bytes per counter
+/// in every record for ids perfunc does not need (the group order is
+/// fixed: entry, return, counters).
+fn set_read_format(b: &mut Builder<'_>) {
+    b.attrs_mut().read_format = READ_FORMAT.bits();
+}
+
+fn probe_builder(id: u64, pid: i32, cpu: usize) -> Builder<'static> {
+    let mut b = Builder::new(RawEvent::tracepoint(id));
+    b.observe_pid(pid)
+        .one_cpu(cpu)
+        .inherit(true)
+        .exclude_kernel(false)
+        .exclude_hv(true)
+        .sample_period(1)
+        .sample(SAMPLE_FLAGS)
+        .sample_id_all(true)
+        .clockid(Clock::MONOTONIC);
+    set_read_format(&mut b);
+    b
+}
+
+impl Events {
+    fn new() -> Events {
+        Events {
+            rings: Vec::new(),
+            counters: Vec::new(),
+            decoder: Decoder::default(),
+        }
+    }
+
+    fn ring_fd(&self, cpu: usize) -> Option<RawFd> {
+        self.rings
+            .iter()
+            .find(|(c, _)| *c == cpu)
+            .map(|(_, r)| r.as_raw_fd())
+    }
+
+    /// Opens one group per probe and CPU on `pid`.
+    fn open_for(
+        &mut self,
+        opts: &RecordOptions,
+        placed: &[PlacedUprobe],
+        cpus: &[usize],
+        pid: i32,
+        start: Start,
+    ) -> Result<(), ProbeError> {
+        for &cpu in cpus {
+            for (target, probe) in opts.probes.iter().zip(placed) {
+                self.open_group(opts, target, probe, pid, cpu, start)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_group(
+        &mut self,
+        opts: &RecordOptions,
+        target: &UprobeTarget,
+        probe: &PlacedUprobe,
+        pid: i32,
+        cpu: usize,
+        start: Start,
+    ) -> Result<(), ProbeError> {
+        let open_err = |source| ProbeError::OpenProbe {
+            function: target.function.clone(),
+            pid,
+            cpu,
+            source,
+        };
+        let ring = self.ring_fd(cpu);
+        let mut leader = probe_builder(probe.entry_id, pid, cpu);
+
+        leader
+            .enabled(false)
+            .enable_on_exec(start == Start::OnExec)
+            // The first event of each CPU owns the ring buffer and reports
+            // the threads' forks, exits and names.
+            .task(ring.is_none())
+            .comm(ring.is_none())
+            .wakeup_watermark(opts.buffer_bytes / 4);
+        let mut leader = leader.build().map_err(open_err)?;
+
+        let mut ret = probe_builder(probe.return_id, pid, cpu);
+        ret.enabled(true);
+        let ret = ret.build_with_group(&mut leader).map_err(open_err)?;
+        let mut members = vec![ret];
+        for spec in &opts.counters {
+            let mut b = counter_builder(spec);
+            b.observe_pid(pid)
+                .one_cpu(cpu)
+                .inherit(true)
+                .enabled(true)
+                // The kernel wants every member of an inherited group to
+                // agree with the leader on PERF_SAMPLE_READ (members with a
+                // sample period of 0 never sample).
+                .sample(SAMPLE_FLAGS)
+                // Every event of a group must use the same clock.
+                .clockid(Clock::MONOTONIC);
+            set_read_format(&mut b);
+            let counter = b.build_with_group(&mut leader).map_err(|e| {
+                let errno = e.raw_os_error().unwrap_or(libc::EINVAL);
+                ProbeError::OpenCounter {
+                    counter: spec.name.clone(),
+                    errno,
+                    message: explain(spec, errno),
+                }
+            })?;
+            members.push(counter);
+        }
+
+        self.decoder
+            .add_id(leader.id(), target.probe_id, RecordKind::Entry);
+        self.decoder
+            .add_id(members[0].id(), target.probe_id, RecordKind::Return);
+
+        let leader_fd = leader.as_raw_fd();
+        let ring_fd = match ring {
+            Some(fd) => {
+                set_output(leader_fd, fd)?;
+                self.counters.push(leader);
+                fd
+            }
+            None => {
+                let sampler =
+                    leader
+                        .sampled(opts.buffer_bytes)
+                        .map_err(|source| ProbeError::Mmap {
+                            cpu,
+                            bytes: opts.buffer_bytes,
+                            source,
+                        })?;
+                let fd = sampler.as_raw_fd();
+                self.rings.push((cpu, sampler));
+                fd
+            }
+        };
+        set_output(members[0].as_raw_fd(), ring_fd)?;
+        self.counters.extend(members);
+        if start == Start::Now {
+            enable_group(leader_fd)?;
+        }
+        Ok(())
+    }
+
+    /// Moves every record in the rings into the trace. Returns the number of
+    /// samples moved.
+    fn drain<W: Write>(
+        &mut self,
+        writer: &mut TraceWriter<W>,
+        tids: &mut BTreeSet<u32>,
+        lost: &mut u64,
+    ) -> Result<u64, ProbeError> {
+        let mut samples = 0;
+        for (_, ring) in &mut self.rings {
+            while let Some(rec) = ring.next_record() {
+                let body = rec.to_contiguous();
+                match self.decoder.decode(rec.ty(), &body) {
+                    Some(Decoded::Sample(s)) => {
+                        tids.insert(s.tid);
+                        writer.push_sample(&s)?;
+                        samples += 1;
+                    }
+                    Some(Decoded::Event(e)) => {
+                        if let crate::trace::Event::Lost { count, .. } = e {
+                            *lost += count;
+                        }
+                        writer.push_event(&e)?;
+                    }
+                    Some(Decoded::Other) | None => {}
+                }
+            }
+        }
+        Ok(samples)
+    }
+}
+
+fn set_output(fd: RawFd, ring: RawFd) -> Result<(), ProbeError> {
+    sys::set_output(fd, ring).map_err(|source| ProbeError::Sys {
+        what: "redirecting a probe into its CPU's ring buffer (PERF_EVENT_IOC_SET_OUTPUT)".into(),
+        source,
+    })
+}
+
+fn enable_group(fd: RawFd) -> Result<(), ProbeError> {
+    sys::enable_group(fd).map_err(|source| ProbeError::Sys {
+        what: "enabling a probe group".into(),
+        source,
+    })
+}
+
+struct Progress {
+    enabled: bool,
+    start: Instant,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        let now = Instant::now();
+        Progress {
+            enabled: enabled && std::io::stderr().is_terminal(),
+            start: now,
+            last: now,
+            shown: false,
+        }
+    }
+
+    fn update(&mut self, samples: u64, bytes: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\rperfunc: recording: {samples} records, {:.0} records/s, {:.1} MiB written   ",
+            samples as f64 / secs,
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r{:78}\r", "");
+            self.shown = false;
+        }
+    }
+}
+
+/// The recording loop.
+fn run<W: Write>(
+    opts: &RecordOptions,
+    events: &mut Events,
+    writer: &mut TraceWriter<W>,
+    stop: &StopFlag,
+    watched: Watched,
+    pidfd: Option<OwnedFd>,
+) -> Result<RecordResult, ProbeError> {
+    let started = Instant::now();
+    let mut fds: Vec<RawFd> = events.rings.iter().map(|(_, r)| r.as_raw_fd()).collect();
+    if let Some(fd) = &pidfd {
+        fds.push(fd.as_raw_fd());
+    }
+    let mut tids = BTreeSet::new();
+    let mut lost = 0;
+    let mut samples = 0;
+    let mut progress = Progress::new(opts.progress);
+    let mut exit = None;
+    let mut stopped_by = None;
+    let mut timed_out = false;
+    loop {
+        sys::poll_readable(&fds, POLL_INTERVAL).map_err(|source| ProbeError::Sys {
+            what: "poll".into(),
+            source,
+        })?;
+        samples += events.drain(writer, &mut tids, &mut lost)?;
+        writer.flush()?;
+        progress.update(samples, writer.bytes_written());
+        if let Some(status) = ended(watched)? {
+            exit = status;
+            break;
+        }
+        if let Some(signal) = stop.signal() {
+            stopped_by = Some(signal);
+            break;
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            timed_out = true;
+            break;
+        }
+    }
+    if let (Watched::Child(pid), None) = (watched, exit) {
+        exit = Some(terminate_child(
+            pid,
+            events,
+            writer,
+            &mut tids,
+            &mut lost,
+            &mut samples,
+        )?);
+    }
+    samples += events.drain(writer, &mut tids, &mut lost)?;
+    progress.clear();
+    let footer = Footer {
+        duration_ns: started.elapsed().as_nanos() as u64,
+        samples,
+        lost,
+        exit: exit.map(|s| match s {
+            WaitStatus::Exited(code) => ExitStatus {
+                code: Some(code),
+                signal: None,
+                core_dumped: false,
+            },
+            WaitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => ExitStatus {
+                code: None,
+                signal: Some(signal),
+                core_dumped,
+            },
+        }),
+        interrupted: stopped_by.is_some() || timed_out,
+    };
+    Ok(RecordResult {
+        footer,
+        stopped_by,
+        threads: tids.len(),
+    })
+}
+
+/// Whether the watched process has ended: `Some(Some(status))` for a child
+/// perfunc reaped, `Some(None)` for an attached process that is gone.
+fn ended(watched: Watched) -> Result<Option<Option<WaitStatus>>, ProbeError> {
+    match watched {
+        Watched::Child(pid) => Ok(sys::try_wait(pid, false)
+            .map_err(|source| ProbeError::Sys {
+                what: "waitpid".into(),
+                source,
+            })?
+            .map(Some)),
+        Watched::Process(pid) => {
+            let alive = std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+            Ok((!alive).then_some(None))
+        }
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Stops a child perfunc started: SIGTERM, then SIGKILL after a grace
+/// period, draining the rings meanwhile.
+fn terminate_child<W: Write>(
+    pid: i32,
+    events: &mut Events,
+    writer: &mut TraceWriter<W>,
+    tids: &mut BTreeSet<u32>,
+    lost: &mut u64,
+    samples: &mut u64,
+) -> Result<WaitStatus, ProbeError> {
+    let mut killed = false;
+    let _ = sys::kill(pid, libc::SIGTERM);
+    let deadline = Instant::now() + TERM_GRACE;
+    loop {
+        *samples += events.drain(writer, tids, lost)?;
+        if let Some(status) = sys::try_wait(pid, false).map_err(|source| ProbeError::Sys {
+            what: "waitpid".into(),
+            source,
+        })? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline && !killed {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

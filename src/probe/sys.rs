@@ -1,0 +1,419 @@
+//! Thin, checked wrappers over the raw system calls perfunc needs beyond
+//! what perf-event2 and the standard library offer. Every `unsafe` block of
+//! the crate that is not inside perf-event2 lives here.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"))
+}
+
+/// `mount -t tracefs nodev DIR`.
+pub fn mount_tracefs(dir: &Path) -> io::Result<()> {
+    let source = cstring(b"nodev")?;
+    let target = cstring(dir.as_os_str().as_bytes())?;
+    let fstype = cstring(b"tracefs")?;
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the
+    // call; a null data pointer is allowed by mount(2).
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    })
+    .map(drop)
+}
+
+/// Redirects the ring-buffer output of perf event `fd` into the ring buffer
+/// of perf event `target` (which must be mmapped and on the same CPU).
+pub fn set_output(fd: RawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: PERF_EVENT_IOC_SET_OUTPUT takes an fd by value; both fds are
+    // open perf event descriptors owned by the caller.
+    check(unsafe { perf_event_open_sys::ioctls::SET_OUTPUT(fd, target) }).map(drop)
+}
+
+/// Enables perf event `fd` and every member of its group.
+pub fn enable_group(fd: RawFd) -> io::Result<()> {
+    // SAFETY: PERF_EVENT_IOC_ENABLE takes a flags argument by value; `fd` is
+    // an open perf event descriptor owned by the caller.
+    check(unsafe {
+        perf_event_open_sys::ioctls::ENABLE(fd, perf_event_open_sys::bindings::PERF_IOC_FLAG_GROUP)
+    })
+    .map(drop)
+}
+
+/// Raises the soft limit of open files to the hard limit; returns the new
+/// soft limit. Each probe needs 2 + counters descriptors per CPU.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit read back from the kernel.
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The number of configured CPUs (perf events are opened on each).
+pub fn online_cpus() -> Vec<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let cpus = parse_cpu_list(text.trim());
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n).collect()
+    } else {
+        cpus
+    }
+}
+
+/// Parses a kernel CPU list such as `0-3,6,8-9`.
+pub fn parse_cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    cpus
+}
+
+/// A process file descriptor: readable once the process has exited.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits until one of `fds` is readable, or the timeout. Returns the indexes
+/// of the ready descriptors (readable, hung up or in error).
+pub fn poll_readable(fds: &[RawFd], timeout: Duration) -> io::Result<Vec<usize>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structures.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(Vec::new())
+        } else {
+            Err(err)
+        };
+    }
+    Ok(pfds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// How a child ended, from its wait status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+        /// Whether a core was dumped.
+        core_dumped: bool,
+    },
+}
+
+/// Reaps child `pid` if it has ended (without blocking unless `block`).
+pub fn try_wait(pid: i32, block: bool) -> io::Result<Option<WaitStatus>> {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: `status` is a valid out pointer.
+    let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if libc::WIFEXITED(status) {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    } else {
+        WaitStatus::Signaled {
+            signal: libc::WTERMSIG(status),
+            core_dumped: libc::WCOREDUMP(status),
+        }
+    }))
+}
+
+/// Sends `signal` to `pid`; a process that is already gone is not an error.
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    let ret = unsafe { libc::kill(pid, signal) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// The conventional name of a signal ("SIGSEGV").
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_owned()
+}
+
+/// A child process forked from perfunc and held before `exec` until
+/// [`HeldChild::release`], so that perf events can be opened on its pid
+/// before it runs a single instruction of the target.
+#[derive(Debug)]
+pub struct HeldChild {
+    pid: i32,
+    go: Option<OwnedFd>,
+    exec_error: OwnedFd,
+}
+
+fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two fresh fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl HeldChild {
+    /// Forks; the child waits on a pipe, then execs `argv` (looked up in
+    /// PATH like a shell does). The child gets default SIGPIPE handling and
+    /// an empty signal mask, as if started by a shell.
+    pub fn spawn(argv: &[OsString]) -> io::Result<HeldChild> {
+        if argv.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+        }
+        let args: Vec<CString> = argv
+            .iter()
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        arg_ptrs.push(std::ptr::null());
+        let (go_read, go_write) = pipe_cloexec()?;
+        let (err_read, err_write) = pipe_cloexec()?;
+
+        // SAFETY: after fork the child only calls async-signal-safe
+        // functions (read, sigprocmask, signal, execvp, write, _exit) on
+        // memory prepared before the fork.
+        let pid = check(unsafe { libc::fork() })?;
+        if pid == 0 {
+            // SAFETY: child side of fork; see above.
+            unsafe {
+                child_after_fork(
+                    [go_read.as_raw_fd(), err_write.as_raw_fd()],
+                    [go_write.as_raw_fd(), err_read.as_raw_fd()],
+                    &arg_ptrs,
+                )
+            }
+        }
+        drop(go_read);
+        drop(err_write);
+        Ok(HeldChild {
+            pid,
+            go: Some(go_write),
+            exec_error: err_read,
+        })
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Lets the child exec the target. Returns the exec error if the command
+    /// could not be started (not found, not executable, ...).
+    pub fn release(&mut self) -> io::Result<()> {
+        if let Some(go) = self.go.take() {
+            let byte = [1u8];
+            // SAFETY: writing one byte from a valid buffer to our pipe end.
+            let n = unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) };
+            if n != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < errno.len() {
+            // SAFETY: reading into the valid remainder of `errno`.
+            let n = unsafe {
+                libc::read(
+                    self.exec_error.as_raw_fd(),
+                    errno[got..].as_mut_ptr().cast(),
+                    errno.len() - got,
+                )
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                break;
+            }
+            got += n as usize;
+        }
+        if got == errno.len() {
+            // The exec failed; the child has exited with 127. Reap it.
+            let _ = try_wait(self.pid, true);
+            return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HeldChild {
+    fn drop(&mut self) {
+        // A child never released (an error while setting up the probes)
+        // reads EOF on its pipe and exits with 127 without running anything.
+        if let Some(go) = self.go.take() {
+            drop(go);
+            let _ = try_wait(self.pid, true);
+        }
+    }
+}
+
+/// Runs in the forked child: closes the parent's pipe ends (so the go pipe
+/// reads EOF if the parent gives up), waits for the go byte, then execs.
+///
+/// # Safety
+/// Must only be called in a freshly forked child; `argv` must be a
+/// null-terminated array of valid C strings.
+unsafe fn child_after_fork(
+    [go, exec_error]: [RawFd; 2],
+    parent_ends: [RawFd; 2],
+    argv: &[*const libc::c_char],
+) -> ! {
+    for fd in parent_ends {
+        // SAFETY: closing the child's copies of the parent's pipe ends.
+        unsafe { libc::close(fd) };
+    }
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a valid local.
+    let n = unsafe { libc::read(go, (&mut byte as *mut u8).cast(), 1) };
+    if n != 1 {
+        // SAFETY: _exit is always safe to call.
+        unsafe { libc::_exit(127) };
+    }
+    // SAFETY: plain libc calls on valid arguments; perfunc ignores SIGPIPE
+    // (the Rust runtime does), the target must start with the default.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::execvp(argv[0], argv.as_ptr());
+    }
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let bytes = errno.to_ne_bytes();
+    // SAFETY: writing 4 bytes from a valid local, then exiting.
+    unsafe {
+        libc::write(exec_error, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,6,8-9"), vec![0, 1, 2, 3, 6, 8, 9]);
+        assert_eq!(parse_cpu_list("0"), vec![0]);
+        assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn held_child_runs_after_release() {
+        let mut child = HeldChild::spawn(&["true".into()]).unwrap();
+        child.release().unwrap();
+        assert_eq!(
+            try_wait(child.pid(), true).unwrap(),
+            Some(WaitStatus::Exited(0))
+        );
+    }
+
+    #[test]
+    fn held_child_reports_exec_failure() {
+        let mut child = HeldChild::spawn(&["/nonexistent/perfunc-test".into()]).unwrap();
+        let err = child.release().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
+        assert_eq!(signal_name(64), "signal 64");
+    }
+}

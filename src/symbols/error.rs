@@ -1,0 +1,162 @@
+//! The one error type of the symbols module.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while finding functions to probe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SymbolError {
+    /// A file could not be read.
+    #[error("failed to read {}: {source}; check the path and its permissions", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A binary is not a valid ELF file.
+    #[error("failed to parse {} as an ELF file: {source}; give the path of an ELF executable or shared library", path.display())]
+    Elf {
+        /// The binary.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: object::Error,
+    },
+    /// The separate debug file given for a binary is not a valid ELF file.
+    #[error("failed to parse the debug file of {}: {source}; remove or rebuild that debug file", path.display())]
+    DebugElf {
+        /// The binary the debug file belongs to.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: object::Error,
+    },
+    /// The binary is ELF but not x86-64 code.
+    #[error("{} holds {arch} code; perfunc probes 64-bit x86-64 binaries only", path.display())]
+    UnsupportedArch {
+        /// The binary.
+        path: PathBuf,
+        /// The architecture found, as the `object` crate names it.
+        arch: String,
+    },
+    /// A pattern is not a valid glob.
+    #[error("invalid function pattern `{pattern}`: {source}; escape `[`, `]`, `{{` and `}}` with `\\` to match them literally")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// What the glob compiler said.
+        #[source]
+        source: globset::Error,
+    },
+    /// A pattern matched no function of a binary.
+    #[error("no function matches `{pattern}` in {}{}", binary.display(), suggestion_text(suggestions))]
+    NoMatch {
+        /// The pattern.
+        pattern: String,
+        /// The binary searched.
+        binary: PathBuf,
+        /// Up to five function names close to the pattern, closest first.
+        suggestions: Vec<String>,
+    },
+    /// A `-f` argument cannot be understood.
+    #[error("invalid function spec `{spec}`: {reason}; write PATTERN or LIB:PATTERN, e.g. `compute_*` or `libc.so.6:malloc`")]
+    BadSpec {
+        /// The argument.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The name of an instruction class is unknown.
+    #[error("unknown instruction class `{name}`; use one of push-rbp, push-reg, endbr64, sub-rsp, nop1, nop5, nop, mov, ret, other")]
+    UnknownInsnClass {
+        /// The name given.
+        name: String,
+    },
+    /// A shared library was not found where the dynamic loader would look.
+    #[error("shared library `{library}` not found for {}; searched {}; give its path instead (e.g. /usr/lib/x86_64-linux-gnu/{library}:PATTERN)", exe.display(), searched_text(searched))]
+    LibraryNotFound {
+        /// The library asked for.
+        library: String,
+        /// The executable whose dependencies were searched.
+        exe: PathBuf,
+        /// The directories and files searched, in order.
+        searched: Vec<PathBuf>,
+    },
+    /// The dynamic loader's cache could not be parsed.
+    #[error(
+        "failed to parse the ld.so cache: {reason}; run `ldconfig` to rebuild /etc/ld.so.cache"
+    )]
+    LdCache {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn suggestion_text(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        "; check the name, or use a glob such as `*name*`".to_owned()
+    } else {
+        format!("; closest names: {}", suggestions.join(", "))
+    }
+}
+
+fn searched_text(searched: &[PathBuf]) -> String {
+    if searched.is_empty() {
+        return "nothing".to_owned();
+    }
+    let names: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
+impl SymbolError {
+    /// An [`SymbolError::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> SymbolError {
+        SymbolError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_match_lists_suggestions_or_a_hint() {
+        let with = SymbolError::NoMatch {
+            pattern: "compte".into(),
+            binary: "/bin/app".into(),
+            suggestions: vec!["compute".into(), "compete".into()],
+        };
+        assert_eq!(
+            with.to_string(),
+            "no function matches `compte` in /bin/app; closest names: compute, compete"
+        );
+        let without = SymbolError::NoMatch {
+            pattern: "x".into(),
+            binary: "/bin/app".into(),
+            suggestions: vec![],
+        };
+        assert_eq!(
+            without.to_string(),
+            "no function matches `x` in /bin/app; check the name, or use a glob such as `*name*`"
+        );
+    }
+
+    #[test]
+    fn library_not_found_lists_searched_dirs() {
+        let err = SymbolError::LibraryNotFound {
+            library: "libnope.so.1".into(),
+            exe: "/bin/app".into(),
+            searched: vec!["/etc/ld.so.cache".into(), "/usr/lib".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "shared library `libnope.so.1` not found for /bin/app; searched /etc/ld.so.cache, \
+             /usr/lib; give its path instead (e.g. /usr/lib/x86_64-linux-gnu/libnope.so.1:PATTERN)"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The class of a function's first instruction.
+
+use std::fmt;
+use std::str::FromStr;
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use serde::{Deserialize, Serialize};
+
+use super::SymbolError;
+
+/// The longest x86-64 instruction: enough bytes to decode the first one.
+pub(crate) const MAX_INSN_LEN: usize = 15;
+
+/// Class of a function's first instruction, which decides the uprobe's cost:
+/// the x86-64 kernel emulates `push reg` and nops (cheap), and single-steps
+/// everything else out of line (~10 µs more per hit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InsnClass {
+    /// `push %rbp`, the classic frame-pointer prologue.
+    PushRbp,
+    /// `push` of another general-purpose register.
+    PushReg,
+    /// `endbr64`, the CET landing pad (`-fcf-protection`).
+    Endbr64,
+    /// `sub $imm, %rsp`: a stack frame without frame pointer.
+    SubRsp,
+    /// The one-byte `nop` (0x90).
+    Nop1,
+    /// The five-byte `nop` (0f 1f 44 00 00), as left by `-pg`/`-mfentry` patching.
+    Nop5,
+    /// Any other `nop` form.
+    NopOther,
+    /// A `mov` of any operands.
+    Mov,
+    /// `ret`: an empty function.
+    Ret,
+    /// Anything else, undecodable bytes included.
+    Other,
+}
+
+use InsnClass::*;
+
+const ALL: [InsnClass; 10] = [
+    PushRbp, PushReg, Endbr64, SubRsp, Nop1, Nop5, NopOther, Mov, Ret, Other,
+];
+
+impl InsnClass {
+    /// Decodes the first instruction of `code` (64-bit mode) and classifies it.
+    pub fn of(code: &[u8]) -> InsnClass {
+        let mut decoder = Decoder::new(64, code, DecoderOptions::NONE);
+        if !decoder.can_decode() {
+            return Other;
+        }
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return Other;
+        }
+        classify(&insn)
+    }
+
+    /// Whether the kernel emulates this instruction instead of single-stepping it.
+    pub fn emulated(self) -> bool {
+        matches!(self, PushRbp | PushReg | Nop1 | Nop5 | NopOther)
+    }
+
+    /// The short name used in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PushRbp => "push-rbp",
+            PushReg => "push-reg",
+            Endbr64 => "endbr64",
+            SubRsp => "sub-rsp",
+            Nop1 => "nop1",
+            Nop5 => "nop5",
+            NopOther => "nop",
+            Mov => "mov",
+            Ret => "ret",
+            Other => "other",
+        }
+    }
+
+    /// Every class, in declaration order.
+    pub fn all() -> &'static [InsnClass] {
+        &ALL
+    }
+}
+
+fn classify(insn: &Instruction) -> InsnClass {
+    match insn.mnemonic() {
+        Mnemonic::Push if insn.op0_kind() == OpKind::Register => {
+            if insn.op0_register() == Register::RBP {
+                PushRbp
+            } else {
+                PushReg
+            }
+        }
+        Mnemonic::Endbr64 => Endbr64,
+        Mnemonic::Sub if insn.op0_register() == Register::RSP && is_immediate(insn.op1_kind()) => {
+            SubRsp
+        }
+        Mnemonic::Nop => match insn.len() {
+            1 => Nop1,
+            5 => Nop5,
+            _ => NopOther,
+        },
+        Mnemonic::Mov => Mov,
+        Mnemonic::Ret => Ret,
+        _ => Other,
+    }
+}
+
+fn is_immediate(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Immediate8
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32
+            | OpKind::Immediate32to64
+    )
+}
+
+impl fmt::Display for InsnClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for InsnClass {
+    type Err = SymbolError;
+
+    /// Parses a [`InsnClass::name`]; `nop-other` (the serde name) is accepted too.
+    fn from_str(s: &str) -> Result<InsnClass, SymbolError> {
+        if s == "nop-other" {
+            return Ok(NopOther);
+        }
+        ALL.iter()
+            .copied()
+            .find(|class| class.name() == s)
+            .ok_or_else(|| SymbolError::UnknownInsnClass { name: s.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_class_from_raw_bytes() {
+        let cases: [(&[u8], InsnClass); 16] = [
+            (&[0x55, 0x48, 0x89, 0xe5], PushRbp),
+            (&[0x41, 0x54], PushReg),
+            (&[0x53], PushReg),
+            (&[0xf3, 0x0f, 0x1e, 0xfa], Endbr64),
+            (&[0x48, 0x83, 0xec, 0x08], SubRsp),
+            (&[0x48, 0x81, 0xec, 0x00, 0x01, 0x00, 0x00], SubRsp),
+            (&[0x90], Nop1),
+            (&[0x0f, 0x1f, 0x44, 0x00, 0x00], Nop5),
+            (&[0x66, 0x90], NopOther),
+            (&[0x0f, 0x1f, 0x40, 0x00], NopOther),
+            (&[0x48, 0x8b, 0x05, 0x10, 0x20, 0x00, 0x00], Mov),
+            (&[0x89, 0xf8], Mov),
+            (&[0xc3], Ret),
+            (&[0x48, 0x29, 0xc4], Other), // sub %rax,%rsp: not an immediate
+            (&[0x8d, 0x04, 0x37], Other), // lea
+            (&[0x0f, 0x0b], Other),       // ud2
+        ];
+        for (bytes, class) in cases {
+            assert_eq!(InsnClass::of(bytes), class, "bytes {bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn empty_or_truncated_code_is_other() {
+        assert_eq!(InsnClass::of(&[]), Other);
+        assert_eq!(InsnClass::of(&[0x48, 0x83]), Other);
+    }
+
+    #[test]
+    fn only_push_and_nops_are_emulated() {
+        let emulated: Vec<InsnClass> = InsnClass::all()
+            .iter()
+            .copied()
+            .filter(|c| c.emulated())
+            .collect();
+        assert_eq!(emulated, [PushRbp, PushReg, Nop1, Nop5, NopOther]);
+    }
+
+    #[test]
+    fn names_display_and_parse_back() {
+        let names: Vec<&str> = InsnClass::all().iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "push-rbp", "push-reg", "endbr64", "sub-rsp", "nop1", "nop5", "nop", "mov", "ret",
+                "other"
+            ]
+        );
+        for &class in InsnClass::all() {
+            assert_eq!(class.to_string(), class.name());
+            assert_eq!(class.name().parse::<InsnClass>().unwrap(), class);
+        }
+        assert_eq!("nop-other".parse::<InsnClass>().unwrap(), NopOther);
+        let err = "push".parse::<InsnClass>().unwrap_err();
+        assert!(matches!(err, SymbolError::UnknownInsnClass { ref name } if name == "push"));
+    }
+
+    #[test]
+    fn serializes_in_kebab_case() {
+        assert_eq!(serde_json::to_string(&PushRbp).unwrap(), "\"push-rbp\"");
+        assert_eq!(serde_json::to_string(&NopOther).unwrap(), "\"nop-other\"");
+        assert_eq!(
+            serde_json::from_str::<InsnClass>("\"sub-rsp\"").unwrap(),
+            SubRsp
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! Streams a trace from any [`Read`], one checked chunk at a time.
+
+use std::fmt;
+use std::io::{self, Read};
+
+use super::error::TraceError;
+use super::event::{decode_events, Event};
+use super::format::{ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, FILE_HEADER_LEN};
+use super::header::{decode_frame, decode_json, Footer, TraceHeader};
+use super::sample::SampleBlock;
+
+/// The most a payload buffer grows ahead of the bytes actually read, so a
+/// damaged length field cannot make the reader allocate gigabytes.
+const READ_STEP: usize = 16 << 20;
+
+/// One chunk of a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chunk {
+    /// Fixed-size sample rows, read in place.
+    Samples(SampleBlock),
+    /// Events, unknown tags left out.
+    Events(Vec<Event>),
+    /// The last chunk of a complete trace.
+    Footer(Footer),
+}
+
+/// How a trace ended, known once [`TraceReader::next_chunk`] returns `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceEnd {
+    /// The trace ends with its footer.
+    Complete(Footer),
+    /// The input ended without a footer: the recording was killed.
+    Truncated {
+        /// Byte offset just past the last whole chunk (or the file header).
+        last_whole_chunk_end: u64,
+        /// Bytes after it, part of a chunk that was being written; 0 if the
+        /// input stops exactly at a chunk boundary.
+        bytes_lost: u64,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    Chunks,
+    AfterFooter(Footer),
+    Ended(TraceEnd),
+}
+
+/// Reads a trace chunk by chunk, never holding more than one chunk.
+///
+/// Each chunk takes two reads from `R` (its header, then its payload), so
+/// `R` needs no buffering of its own. After an error, stop reading.
+pub struct TraceReader<R: Read> {
+    r: R,
+    header: TraceHeader,
+    offset: u64,
+    spare: Vec<u8>,
+    state: State,
+}
+
+impl<R: Read> TraceReader<R> {
+    /// Reads and checks the file header.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Empty`], [`TraceError::NotATrace`],
+    /// [`TraceError::UnsupportedVersion`], [`TraceError::TruncatedHeader`] or
+    /// [`TraceError::CorruptHeader`] if the input does not start with a
+    /// whole, valid file header; [`TraceError::Io`] if reading fails.
+    pub fn new(mut r: R) -> Result<Self, TraceError> {
+        let mut fixed = [0; FILE_HEADER_LEN];
+        let got = read_up_to(&mut r, &mut fixed)?;
+        let frame = decode_frame(&fixed[..got])?;
+        let mut json = Vec::new();
+        let json_len = frame.json_len as usize;
+        let got = read_payload(&mut r, &mut json, json_len)?;
+        let needed = (FILE_HEADER_LEN + json_len) as u64;
+        if got < json_len {
+            return Err(TraceError::TruncatedHeader {
+                len: (FILE_HEADER_LEN + got) as u64,
+                needed,
+            });
+        }
+        let header = decode_json(&json, frame)?;
+        Ok(Self {
+            r,
+            header,
+            offset: needed,
+            spare: json,
+            state: State::Chunks,
+        })
+    }
+
+    /// The trace's header.
+    pub fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+
+    /// The next chunk, or `None` once the trace has ended; [`end`](Self::end)
+    /// then says how. Chunks of unknown kinds are skipped. A chunk cut short
+    /// by the end of the input ends the trace; it is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::CorruptChunk`] for a damaged chunk or data after the
+    /// footer, [`TraceError::Io`] if reading fails.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, TraceError> {
+        loop {
+            match &self.state {
+                State::Chunks => {}
+                State::AfterFooter(footer) => {
+                    let footer = footer.clone();
+                    return self.expect_eof(footer).map(|()| None);
+                }
+                State::Ended(_) => return Ok(None),
+            }
+            let start = self.offset;
+            let Some((header, payload)) = self.read_chunk()? else {
+                return Ok(None);
+            };
+            if let Some(chunk) = self.decode(header, payload, start)? {
+                return Ok(Some(chunk));
+            }
+        }
+    }
+
+    /// How the trace ended; `None` until [`next_chunk`](Self::next_chunk)
+    /// has returned `None`.
+    pub fn end(&self) -> Option<&TraceEnd> {
+        match &self.state {
+            State::Ended(end) => Some(end),
+            _ => None,
+        }
+    }
+
+    /// Bytes consumed from the input so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Hands a chunk back so its buffer is reused for the next one, which
+    /// spares an allocation per samples chunk.
+    pub fn recycle(&mut self, chunk: Chunk) {
+        if let Chunk::Samples(block) = chunk {
+            let buffer = block.into_buffer();
+            if buffer.capacity() > self.spare.capacity() {
+                self.spare = buffer;
+            }
+        }
+    }
+
+    /// Reads the next whole chunk, checksum checked; `None` if the input
+    /// ends inside it or before it, recording how the trace ended.
+    fn read_chunk(&mut self) -> Result<Option<(ChunkHeader, Vec<u8>)>, TraceError> {
+        let start = self.offset;
+        let mut bytes = [0; CHUNK_HEADER_LEN];
+        let got = read_up_to(&mut self.r, &mut bytes)?;
+        self.offset += got as u64;
+        if got < CHUNK_HEADER_LEN {
+            return Ok(self.truncated(start));
+        }
+        let header = ChunkHeader::decode(&bytes, start)?;
+        let mut payload = std::mem::take(&mut self.spare);
+        let len = header.payload_len as usize;
+        let got = read_payload(&mut self.r, &mut payload, len)?;
+        self.offset += got as u64;
+        if got < len {
+            self.spare = payload;
+            return Ok(self.truncated(start));
+        }
+        let crc = header.checksum(&payload);
+        if crc != header.crc {
+            let reason = format!(
+                "checksum of the chunk is {crc:#010x} where its header says {:#010x}; the file is damaged",
+                header.crc
+            );
+            return Err(TraceError::CorruptChunk {
+                offset: start,
+                reason,
+            });
+        }
+        Ok(Some((header, payload)))
+    }
+
+    fn truncated(&mut self, last_whole_chunk_end: u64) -> Option<(ChunkHeader, Vec<u8>)> {
+        let bytes_lost = self.offset - last_whole_chunk_end;
+        self.state = State::Ended(TraceEnd::Truncated {
+            last_whole_chunk_end,
+            bytes_lost,
+        });
+        None
+    }
+
+    /// The chunk of a checked payload; `None` for an unknown kind.
+    fn decode(
+        &mut self,
+        header: ChunkHeader,
+        payload: Vec<u8>,
+        offset: u64,
+    ) -> Result<Option<Chunk>, TraceError> {
+        let chunk = match header.kind {
+            ChunkKind::Samples => {
+                let ncounters = self.header.counters.len();
+                let nprobes = self.header.probes.len();
+                return SampleBlock::from_payload(
+                    payload,
+                    header.count,
+                    ncounters,
+                    nprobes,
+                    offset,
+                )
+                .map(|block| Some(Chunk::Samples(block)));
+            }
+            ChunkKind::Events => decode_events(&payload, header.count, offset).map(Chunk::Events),
+            ChunkKind::Footer => decode_footer(&payload, header.count, offset).map(|footer| {
+                self.state = State::AfterFooter(footer.clone());
+                Chunk::Footer(footer)
+            }),
+            ChunkKind::Unknown(_) => {
+                self.spare = payload;
+                return Ok(None);
+            }
+        };
+        self.spare = payload;
+        chunk.map(Some)
+    }
+
+    /// Ends a trace whose footer has been read: nothing may follow it.
+    fn expect_eof(&mut self, footer: Footer) -> Result<(), TraceError> {
+        let mut byte = [0; 1];
+        if read_up_to(&mut self.r, &mut byte)? == 0 {
+            self.state = State::Ended(TraceEnd::Complete(footer));
+            return Ok(());
+        }
+        Err(TraceError::CorruptChunk {
+            offset: self.offset,
+            reason: "found data after the footer chunk, where the trace was expected to end".into(),
+        })
+    }
+}
+
+impl<R: Read> fmt::Debug for TraceReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceReader")
+            .field("offset", &self.offset)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode_footer(payload: &[u8], count: u32, offset: u64) -> Result<Footer, TraceError> {
+    let corrupt = |reason| TraceError::CorruptChunk { offset, reason };
+    if count != 1 {
+        return Err(corrupt(format!(
+            "footer chunk has count {count} where 1 was expected"
+        )));
+    }
+    serde_json::from_slice(payload)
+        .map_err(|e| corrupt(format!("the footer JSON does not describe a footer: {e}")))
+}
+
+/// Fills `buf` from `r`, stopping early only at end of input; returns the
+/// bytes read.
+fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Replaces the contents of `buf` with up to `len` bytes of `r`, growing it
+/// at most [`READ_STEP`] ahead of the data; returns the bytes read.
+fn read_payload<R: Read>(r: &mut R, buf: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < len {
+        let end = len.min(filled + READ_STEP);
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        let got = read_up_to(r, &mut buf[filled..end])?;
+        filled += got;
+        if filled < end {
+            break;
+        }
+    }
+    buf.truncate(filled);
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns its bytes a few at a time, with an interruption between reads.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        interrupt: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(self.data.len()).min(3);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_up_to_retries_interrupts_and_short_reads() {
+        let mut r = Trickle {
+            data: b"0123456789",
+            interrupt: false,
+        };
+        let mut buf = [0; 8];
+        assert_eq!(read_up_to(&mut r, &mut buf).unwrap(), 8);
+        assert_eq!(&buf, b"01234567");
+        assert_eq!(read_up_to(&mut r, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"89");
+    }
+
+    #[test]
+    fn read_payload_reuses_the_buffer_and_stops_at_eof() {
+        let mut buf = b"old contents that are longer".to_vec();
+        assert_eq!(read_payload(&mut &b"new"[..], &mut buf, 3).unwrap(), 3);
+        assert_eq!(buf, b"new");
+        assert_eq!(
+            read_payload(&mut &b"short"[..], &mut buf, 1 << 40).unwrap(),
+            5
+        );
+        assert_eq!(buf, b"short");
+        assert!(
+            buf.capacity() <= 2 * READ_STEP,
+            "a huge length does not allocate ahead"
+        );
+    }
+
+    #[test]
+    fn read_errors_are_io_errors() {
+        #[derive(Debug)]
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("device gone"))
+            }
+        }
+        let err = TraceReader::new(Broken).unwrap_err();
+        assert!(
+            matches!(&err, TraceError::Io(e) if e.to_string() == "device gone"),
+            "{err}"
+        );
+    }
+}

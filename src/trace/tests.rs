@@ -1,0 +1,524 @@
+//! Whole-trace tests: writer and reader together, truncation, corruption.
+
+use super::format::{ChunkHeader, ChunkKind};
+use super::*;
+use crate::events::{CounterKind, CounterSpec, Unit};
+
+/// A header with `ncounters` counters and two probes.
+pub(super) fn header(ncounters: usize) -> TraceHeader {
+    let counters = [
+        "LLC-load-misses",
+        "LLC-store-misses",
+        "LLC-prefetch-misses",
+        "task-clock",
+    ]
+    .iter()
+    .cycle()
+    .take(ncounters)
+    .enumerate()
+    .map(|(i, name)| CounterSpec {
+        name: (*name).to_string(),
+        kind: CounterKind::HwCache,
+        type_: 3,
+        config: 0x10002 + i as u64,
+        config1: 0,
+        config2: 0,
+        exclude_user: false,
+        exclude_kernel: true,
+        unit: Unit::Count,
+    })
+    .collect();
+    let probe = |id: u32, function: &str| ProbeSite {
+        id,
+        function: function.to_string(),
+        raw_name: format!("_ZN5bench{}E", function.len()),
+        binary: "/usr/local/bin/bench".to_string(),
+        build_id: Some("5f3c1e0a".to_string()),
+        addr: 0x1130 + 0x40 * u64::from(id),
+        offset: 0x130 + 0x40 * u64::from(id),
+        size: 0x40,
+        class: "push-rbp".to_string(),
+        kind: ProbeKind::Uprobe,
+    };
+    TraceHeader {
+        perfunc_version: "0.1.0".to_string(),
+        created_unix_ns: 1_700_000_000_123_456_789,
+        command_line: vec![
+            "perfunc".into(),
+            "record".into(),
+            "--".into(),
+            "./bench".into(),
+        ],
+        target: Target::Command {
+            argv: vec!["./bench".into(), "-n".into(), "3".into()],
+        },
+        kernel_release: "6.1.0-13-amd64".to_string(),
+        cpu_model: "Intel(R) Xeon(R) CPU @ 2.20GHz".to_string(),
+        ncpus: 2,
+        clock: "CLOCK_MONOTONIC".to_string(),
+        counters,
+        probes: vec![probe(0, "bench::parse"), probe(1, "bench::hash")],
+        calibration: None,
+    }
+}
+
+/// Sample `i` of a synthetic recording with `n` counters.
+fn owned_sample(i: u64, n: usize) -> OwnedSample {
+    OwnedSample {
+        time: 1_000 + 10 * i,
+        pid: 4_000 + (i % 3) as u32,
+        tid: 4_100 + (i % 5) as u32,
+        probe: (i % 2) as u32,
+        cpu: (i % 2) as u16,
+        kind: if i % 2 == 0 {
+            RecordKind::Entry
+        } else {
+            RecordKind::Return
+        },
+        time_enabled: 500 + i,
+        time_running: 400 + i,
+        values: (0..n as u64).map(|j| i * 1_000 + j).collect(),
+    }
+}
+
+fn all_events() -> Vec<Event> {
+    vec![
+        Event::Comm {
+            time: 5,
+            pid: 4000,
+            tid: 4000,
+            name: "bench".into(),
+        },
+        Event::Fork {
+            time: 6,
+            pid: 4000,
+            ppid: 3999,
+            tid: 4101,
+            ptid: 4000,
+        },
+        Event::Lost {
+            time: 7,
+            cpu: 1,
+            count: 12,
+        },
+        Event::Exit {
+            time: 8,
+            pid: 4000,
+            ppid: 3999,
+            tid: 4101,
+            ptid: 4000,
+        },
+    ]
+}
+
+fn footer() -> Footer {
+    Footer {
+        duration_ns: 9_876_543,
+        samples: 0,
+        lost: 12,
+        exit: Some(ExitStatus {
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        }),
+        interrupted: false,
+    }
+}
+
+/// A finished trace of `nsamples` samples and the events of [`all_events`].
+fn write_trace(header: &TraceHeader, nsamples: u64, chunk_bytes: usize) -> Vec<u8> {
+    let mut w = TraceWriter::new(Vec::new(), header)
+        .unwrap()
+        .with_chunk_bytes(chunk_bytes);
+    for i in 0..nsamples {
+        w.push_sample(&owned_sample(i, header.counters.len()).as_sample_in())
+            .unwrap();
+        if i % 7 == 3 {
+            w.push_event(&all_events()[(i / 7) as usize % 4]).unwrap();
+        }
+    }
+    let samples = w.samples_written();
+    w.finish(&Footer {
+        samples,
+        ..footer()
+    })
+    .unwrap()
+}
+
+/// A chunk with a valid checksum around any payload.
+fn raw_chunk(kind: u16, count: u32, payload: &[u8]) -> Vec<u8> {
+    let header = ChunkHeader::for_payload(ChunkKind::from_code(kind), count, payload).unwrap();
+    [&header.encode()[..], payload].concat()
+}
+
+/// Offset where each whole chunk ends, and the samples read up to there.
+fn chunk_ends(bytes: &[u8]) -> Vec<(u64, usize)> {
+    let mut reader = TraceReader::new(bytes).unwrap();
+    let mut ends = vec![(reader.offset(), 0)];
+    let mut samples = 0;
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        if let Chunk::Samples(block) = &chunk {
+            samples += block.len();
+        }
+        ends.push((reader.offset(), samples));
+    }
+    ends
+}
+
+fn header_len(header: &TraceHeader) -> usize {
+    FILE_HEADER_LEN + serde_json::to_vec(header).unwrap().len()
+}
+
+#[test]
+fn round_trip_keeps_every_value() {
+    let mut header = header(3);
+    header.calibration =
+        Some(serde_json::json!({"uprobe": {"push-rbp": {"median": [41.5, 3, 0]}}}));
+    let samples: Vec<_> = (0..6).map(|i| owned_sample(i, 3)).collect();
+    let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
+    for s in &samples {
+        w.push_sample(&s.as_sample_in()).unwrap();
+    }
+    for e in &all_events() {
+        w.push_event(e).unwrap();
+    }
+    let footer = Footer {
+        samples: 6,
+        ..footer()
+    };
+    let bytes = w.finish(&footer).unwrap();
+
+    let trace = read_all(&bytes[..]).unwrap();
+    assert_eq!(trace.header, header);
+    assert_eq!(trace.samples, samples);
+    assert_eq!(trace.samples[5].values, [5000, 5001, 5002]);
+    assert_eq!(trace.samples[5].kind, RecordKind::Return);
+    assert_eq!(trace.events, all_events());
+    assert_eq!(trace.end, TraceEnd::Complete(footer));
+}
+
+#[test]
+fn streaming_reader_sees_samples_then_events_then_footer() {
+    let header = header(3);
+    let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
+    w.push_sample(&owned_sample(0, 3).as_sample_in()).unwrap();
+    w.push_event(&all_events()[0]).unwrap();
+    let bytes = w.finish(&footer()).unwrap();
+    let samples_chunk = 20 + 64;
+    let events_chunk = 20 + 4 + 16 + 5;
+    let footer_chunk = 20 + serde_json::to_vec(&footer()).unwrap().len();
+    assert_eq!(
+        bytes.len(),
+        header_len(&header) + samples_chunk + events_chunk + footer_chunk
+    );
+
+    let mut reader = TraceReader::new(&bytes[..]).unwrap();
+    assert_eq!(reader.header(), &header);
+    assert_eq!(reader.offset(), header_len(&header) as u64);
+    let Some(Chunk::Samples(block)) = reader.next_chunk().unwrap() else {
+        panic!("expected samples")
+    };
+    assert_eq!(block.len(), 1);
+    assert_eq!(OwnedSample::from(block.get(0)), owned_sample(0, 3));
+    assert_eq!(
+        reader.next_chunk().unwrap(),
+        Some(Chunk::Events(vec![all_events()[0].clone()]))
+    );
+    assert_eq!(reader.end(), None);
+    assert_eq!(reader.next_chunk().unwrap(), Some(Chunk::Footer(footer())));
+    assert_eq!(
+        reader.end(),
+        None,
+        "the end is known once nothing follows the footer"
+    );
+    assert_eq!(reader.next_chunk().unwrap(), None);
+    assert_eq!(reader.end(), Some(&TraceEnd::Complete(footer())));
+    assert_eq!(reader.next_chunk().unwrap(), None);
+    assert_eq!(reader.offset(), bytes.len() as u64);
+}
+
+#[test]
+fn many_small_chunks_read_back_in_order() {
+    let header = header(3);
+    let bytes = write_trace(&header, 1_000, 3 * record_size(3));
+    let mut reader = TraceReader::new(&bytes[..]).unwrap();
+    let (mut blocks, mut samples, mut events) = (0, 0, Vec::new());
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        match &chunk {
+            Chunk::Samples(block) => {
+                assert!(block.len() <= 3);
+                for s in block.iter() {
+                    assert_eq!(OwnedSample::from(s), owned_sample(samples, 3));
+                    samples += 1;
+                }
+                blocks += 1;
+            }
+            Chunk::Events(chunk_events) => events.extend(chunk_events.iter().cloned()),
+            Chunk::Footer(footer) => assert_eq!(footer.samples, 1_000),
+        }
+        reader.recycle(chunk);
+    }
+    assert_eq!((blocks, samples), (334, 1_000));
+    assert_eq!(events.len(), 143);
+    assert_eq!(events[..4], all_events()[..]);
+    assert!(matches!(reader.end(), Some(TraceEnd::Complete(_))));
+}
+
+#[test]
+fn truncation_at_every_offset_reads_the_whole_chunks_before_it() {
+    let header = header(2);
+    let bytes = write_trace(&header, 14, 4 * record_size(2));
+    let ends = chunk_ends(&bytes);
+    assert_eq!(ends.len(), 7, "4 samples chunks, 1 events chunk, 1 footer");
+    assert_eq!(ends[0].0, header_len(&header) as u64);
+    for cut in header_len(&header)..bytes.len() {
+        let trace = read_all(&bytes[..cut]).unwrap();
+        let &(last_end, nsamples) = ends
+            .iter()
+            .rev()
+            .find(|(end, _)| *end <= cut as u64)
+            .unwrap();
+        let expected = TraceEnd::Truncated {
+            last_whole_chunk_end: last_end,
+            bytes_lost: cut as u64 - last_end,
+        };
+        assert_eq!(trace.end, expected, "cut at {cut}");
+        assert_eq!(trace.samples.len(), nsamples, "cut at {cut}");
+        assert_eq!(
+            trace.samples,
+            (0..nsamples as u64)
+                .map(|i| owned_sample(i, 2))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn truncation_inside_the_file_header_is_an_error() {
+    let header = header(1);
+    let bytes = write_trace(&header, 2, 1 << 10);
+    let len = header_len(&header);
+    assert!(matches!(
+        TraceReader::new(&bytes[..0]),
+        Err(TraceError::Empty)
+    ));
+    for cut in 1..len {
+        let err = TraceReader::new(&bytes[..cut]).unwrap_err();
+        let needed = if cut < FILE_HEADER_LEN {
+            FILE_HEADER_LEN
+        } else {
+            len
+        } as u64;
+        assert!(
+            matches!(err, TraceError::TruncatedHeader { len, needed: n } if len == cut as u64 && n == needed),
+            "cut at {cut}: {err}"
+        );
+    }
+}
+
+#[test]
+fn flipped_payload_byte_is_reported_at_its_chunk() {
+    let header = header(3);
+    let bytes = write_trace(&header, 10, 4 * record_size(3));
+    let ends = chunk_ends(&bytes);
+    for pair in ends.windows(2) {
+        let (start, end) = (pair[0].0 as usize, pair[1].0 as usize);
+        let mut damaged = bytes.clone();
+        damaged[(start + 20 + end) / 2] ^= 0x04;
+        let mut reader = TraceReader::new(&damaged[..]).unwrap();
+        let err = loop {
+            match reader.next_chunk() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("damage in chunk at {start} went unnoticed"),
+                Err(err) => break err,
+            }
+        };
+        let TraceError::CorruptChunk { offset, reason } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*offset, start as u64);
+        assert!(
+            reason.starts_with("checksum of the chunk is 0x"),
+            "{reason}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("corrupt chunk at byte {start}: ")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn bad_magic_newer_version_and_empty_file() {
+    let err = TraceReader::new(&b"#!/bin/sh\necho hello\n"[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "not a perfunc trace: it starts with \"#!/bin/s\" instead of \"PERFUNC\\0\""
+    );
+    let mut bytes = write_trace(&header(0), 0, 64);
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let err = TraceReader::new(&bytes[..]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TraceError::UnsupportedVersion {
+                found: 2,
+                supported: FORMAT_VERSION
+            }
+        ),
+        "{err}"
+    );
+    let err = TraceReader::new(&b""[..]).unwrap_err();
+    assert_eq!(err.to_string(), "empty file, not a perfunc trace");
+}
+
+#[test]
+fn bad_chunk_magic_names_the_offset() {
+    let header = header(1);
+    let mut bytes = write_trace(&header, 1, 1 << 10);
+    let at = header_len(&header);
+    bytes[at..at + 4].copy_from_slice(b"JUNK");
+    let err = read_all(&bytes[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("corrupt chunk at byte {at}: found \"JUNK\" where the chunk magic \"PFCK\" was expected")
+    );
+}
+
+/// A trace of `header(1)` with `chunks` between the file header and footer.
+fn trace_with_chunks(chunks: &[Vec<u8>]) -> Vec<u8> {
+    let finished = write_trace(&header(1), 0, 1 << 10);
+    let at = header_len(&header(1));
+    [&finished[..at], &chunks.concat(), &finished[at..]].concat()
+}
+
+#[test]
+fn unknown_event_tags_and_chunk_kinds_are_skipped() {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&[77, 0, 5, 0, 1, 2, 3, 4, 5]);
+    payload.extend_from_slice(&[1, 0, 20, 0]);
+    payload.extend_from_slice(
+        &[
+            &9u64.to_le_bytes()[..],
+            &1u32.to_le_bytes(),
+            &3u64.to_le_bytes(),
+        ]
+        .concat(),
+    );
+    let bytes = trace_with_chunks(&[
+        raw_chunk(2, 2, &payload),
+        raw_chunk(40, 1, b"from the future"),
+    ]);
+    let trace = read_all(&bytes[..]).unwrap();
+    assert_eq!(
+        trace.events,
+        [Event::Lost {
+            time: 9,
+            cpu: 1,
+            count: 3
+        }]
+    );
+    assert!(matches!(trace.end, TraceEnd::Complete(_)));
+}
+
+#[test]
+fn chunk_and_sample_flags_are_ignored_but_checksummed() {
+    // time 7, ids 0, kind 1 (return), row flags 0xff, times and the one value 0.
+    let row = [&7u64.to_le_bytes()[..], &[0; 14], &[1, 0xff], &[0; 24]].concat();
+    let mut header = ChunkHeader::for_payload(ChunkKind::Samples, 1, &row).unwrap();
+    header.flags = 0x8001;
+    header.crc = header.checksum(&row);
+    let chunk = [&header.encode()[..], &row].concat();
+    assert_eq!(chunk[6..8], [0x01, 0x80]);
+    let trace = read_all(&trace_with_chunks(std::slice::from_ref(&chunk))[..]).unwrap();
+    assert_eq!(
+        (trace.samples[0].time, trace.samples[0].kind),
+        (7, RecordKind::Return)
+    );
+
+    let mut damaged = chunk;
+    damaged[6] = 0;
+    let err = read_all(&trace_with_chunks(&[damaged])[..]).unwrap_err();
+    assert!(err.to_string().contains("checksum of the chunk"), "{err}");
+}
+
+#[test]
+fn samples_payload_must_be_count_rows() {
+    let bytes = trace_with_chunks(&[raw_chunk(1, 2, &[0; 48])]);
+    let err = read_all(&bytes[..]).unwrap_err();
+    let at = header_len(&header(1));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "corrupt chunk at byte {at}: samples payload is 48 bytes where 2 rows of 48 bytes (96 bytes) were expected"
+        )
+    );
+}
+
+#[test]
+fn events_body_past_the_payload_is_corrupt() {
+    let bytes = trace_with_chunks(&[raw_chunk(2, 1, &[1, 0, 20, 0, 0, 0])]);
+    let err = read_all(&bytes[..]).unwrap_err();
+    let at = header_len(&header(1));
+    assert_eq!(
+        err.to_string(),
+        format!("corrupt chunk at byte {at}: event 0 of 1 at payload byte 0 runs past the 6-byte payload")
+    );
+}
+
+#[test]
+fn nothing_may_follow_the_footer() {
+    let mut bytes = write_trace(&header(1), 3, 1 << 10);
+    let len = bytes.len();
+    bytes.extend_from_slice(&raw_chunk(2, 0, &[]));
+    let err = read_all(&bytes[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("corrupt chunk at byte {len}: found data after the footer chunk, where the trace was expected to end")
+    );
+}
+
+#[test]
+fn footer_must_hold_one_json_footer() {
+    let at = header_len(&header(1));
+    let bytes = trace_with_chunks(&[raw_chunk(3, 2, b"{}")]);
+    let err = read_all(&bytes[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("corrupt chunk at byte {at}: footer chunk has count 2 where 1 was expected")
+    );
+    let bytes = trace_with_chunks(&[raw_chunk(3, 1, b"[1, 2]")]);
+    let err = read_all(&bytes[..]).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "corrupt chunk at byte {at}: the footer JSON does not describe a footer: "
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn trace_without_footer_ending_at_a_chunk_boundary_loses_nothing() {
+    let header = header(3);
+    let mut bytes = Vec::new();
+    let mut w = TraceWriter::new(&mut bytes, &header).unwrap();
+    w.push_sample(&owned_sample(0, 3).as_sample_in()).unwrap();
+    w.flush().unwrap();
+    w.push_sample(&owned_sample(1, 3).as_sample_in()).unwrap();
+    let written = w.bytes_written();
+    drop(w);
+    let trace = read_all(&bytes[..]).unwrap();
+    assert_eq!(
+        trace.samples,
+        [owned_sample(0, 3)],
+        "the unflushed sample is lost, as in a kill"
+    );
+    assert_eq!(
+        trace.end,
+        TraceEnd::Truncated {
+            last_whole_chunk_end: written,
+            bytes_lost: 0
+        }
+    );
+}

@@ -1,0 +1,178 @@
+//! Shared helpers: building fixtures, running perfunc, reading traces.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use perfunc::trace::{read_all, RecordKind, Trace};
+
+/// The perfunc binary under test.
+pub fn perfunc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_perfunc"))
+}
+
+fn fixtures_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn source(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn run_build(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the compiler for {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The C workloads (tests/fixtures/workloads.c), built once per test run.
+pub fn workloads() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = fixtures_dir().join("workloads");
+        let tmp = out.with_extension("tmp");
+        run_build(
+            Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+                .args([
+                    "-O2",
+                    "-g",
+                    "-fno-omit-frame-pointer",
+                    "-mno-omit-leaf-frame-pointer",
+                    "-fno-optimize-sibling-calls",
+                    "-fcf-protection=none",
+                    "-pthread",
+                    // Bind every symbol at start: a lazy PLT binding would
+                    // add a GOT page fault to the first call of a function.
+                    "-Wl,-z,now",
+                    "-o",
+                ])
+                .arg(&tmp)
+                .arg(source("workloads.c")),
+            "workloads.c",
+        );
+        std::fs::rename(&tmp, &out).unwrap();
+        out
+    })
+}
+
+/// The Rust fixture (tests/fixtures/rust_fixture.rs).
+pub fn rust_fixture() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = fixtures_dir().join("rust_fixture");
+        let tmp = out.with_extension("tmp");
+        run_build(
+            Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+                .args([
+                    "-O",
+                    "--edition",
+                    "2021",
+                    "--crate-name",
+                    "rust_fixture",
+                    "-o",
+                ])
+                .arg(&tmp)
+                .arg(source("rust_fixture.rs")),
+            "rust_fixture.rs",
+        );
+        std::fs::rename(&tmp, &out).unwrap();
+        out
+    })
+}
+
+/// Whether real probes can run here. Under CI=true, where FACTS.md says
+/// uprobes and tracepoints exist, their absence fails the test.
+pub fn probes_available() -> bool {
+    let root = perfunc::probe::sys::euid() == 0;
+    let uprobe_pmu = Path::new("/sys/bus/event_source/devices/uprobe").exists();
+    if root && uprobe_pmu {
+        return true;
+    }
+    let why = if root {
+        "the kernel has no uprobe PMU (CONFIG_UPROBE_EVENTS)"
+    } else {
+        "probes need root"
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and {why}: these tests must run");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// Runs perfunc and returns its output, asserting nothing.
+pub fn run(args: &[&str]) -> Output {
+    perfunc().args(args).output().expect("run perfunc")
+}
+
+/// Runs perfunc, asserting it exits with `code`.
+pub fn run_expect(args: &[&str], code: i32) -> Output {
+    let out = run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "perfunc {args:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Reads a whole trace.
+pub fn trace(path: &Path) -> Trace {
+    let file = std::fs::File::open(path).unwrap();
+    read_all(std::io::BufReader::new(file)).unwrap()
+}
+
+/// Entries and returns of the probe named `function`.
+pub fn counts(trace: &Trace, function: &str) -> (usize, usize) {
+    let id = probe_id(trace, function);
+    let of = |kind| {
+        trace
+            .samples
+            .iter()
+            .filter(|s| s.probe == id && s.kind == kind)
+            .count()
+    };
+    (of(RecordKind::Entry), of(RecordKind::Return))
+}
+
+/// The id of the probe on `function`.
+pub fn probe_id(trace: &Trace, function: &str) -> u32 {
+    trace
+        .header
+        .probes
+        .iter()
+        .find(|p| p.function == function)
+        .unwrap_or_else(|| panic!("no probe on {function} in {:?}", trace.header.probes))
+        .id
+}
+
+/// The uprobe definitions in tracefs that belong to the perfunc process
+/// `pid`.
+pub fn probes_left_by(pid: u32) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"tracefs")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("tracefs is mounted after a recording");
+    let events = std::fs::read_to_string(root.join("uprobe_events")).unwrap();
+    let group = format!("perfunc_{pid}/");
+    events
+        .lines()
+        .filter(|l| l.contains(&group))
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! Bad input gets a clear error.
+
+use crate::common::*;
+
+fn stderr_of(args: &[&str], code: i32) -> String {
+    String::from_utf8(run_expect(args, code).stderr).unwrap()
+}
+
+#[test]
+fn a_missing_function_lists_the_closest_names() {
+    let bin = workloads().to_str().unwrap();
+    let err = stderr_of(
+        &[
+            "record",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leef",
+            "-o",
+            "/dev/null",
+            "--",
+            bin,
+            "loop",
+            "1",
+        ],
+        1,
+    );
+    assert!(err.contains("pf_leef"), "{err}");
+    assert!(err.contains("pf_leaf"), "{err}");
+}
+
+#[test]
+fn list_shows_functions_with_their_class() {
+    let bin = workloads().to_str().unwrap();
+    let out = run_expect(&["list", bin, "pf_*"], 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let leaf = text.lines().find(|l| l.ends_with(" pf_leaf")).expect(&text);
+    assert!(leaf.contains("push-rbp"), "{leaf}");
+    assert!(leaf.contains("emulated"), "{leaf}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" pf_")).count(),
+        7,
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_counter_is_named() {
+    let err = stderr_of(
+        &["record", "-e", "LLC-lod-misses", "-f", "x", "--", "true"],
+        1,
+    );
+    assert!(err.contains("LLC-lod-misses"), "{err}");
+    assert!(err.contains("LLC-load-misses"), "{err}");
+}
+
+#[test]
+fn a_dead_pid_is_reported() {
+    let err = stderr_of(
+        &["record", "-e", "task-clock", "-f", "x", "-p", "999999999"],
+        1,
+    );
+    assert!(err.contains("999999999"), "{err}");
+}
+
+#[test]
+fn a_missing_command_is_reported() {
+    let err = stderr_of(
+        &[
+            "record",
+            "-e",
+            "task-clock",
+            "-f",
+            "x",
+            "--",
+            "/nonexistent/app",
+        ],
+        1,
+    );
+    assert!(err.contains("/nonexistent/app"), "{err}");
+}
+
+#[test]
+fn a_trace_that_is_not_one_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk");
+    std::fs::write(&path, b"this is not a trace at all").unwrap();
+    let err = stderr_of(&["script", "-i", path.to_str().unwrap()], 1);
+    assert!(
+        err.contains("not a perfunc trace") || err.contains("magic"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    run_expect(&["record", "-f"], 2);
+}
+
+#[test]
+fn unavailable_counters_are_explained() {
+    if !probes_available() {
+        return;
+    }
+    let out = run_expect(&["list", "--events"], 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let task_clock = text
+        .lines()
+        .find(|l| l.starts_with("task-clock "))
+        .expect(&text);
+    assert!(task_clock.ends_with("ok"), "{task_clock}");
+    let has_pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
+    let llc = text
+        .lines()
+        .find(|l| l.starts_with("LLC-load-misses "))
+        .expect(&text);
+    assert_eq!(llc.ends_with("ok"), has_pmu, "{llc}");
+    if !has_pmu {
+        assert!(text.contains("ENOENT"), "{text}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real probes on fixture programs built from the
+//! sources in tests/fixtures. They need root, uprobes and tracefs; with
+//! CI=true a missing feature is a failure, elsewhere the test is skipped
+//! with a message.
+
+mod common;
+mod errors;
+mod record;
+mod signals;

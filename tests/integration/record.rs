@@ -1,0 +1,286 @@
+//! Recording real probes: exact call counts, threads, Rust names, page
+//! faults.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use perfunc::trace::{RecordKind, TraceEnd};
+
+use crate::common::*;
+
+fn record(
+    dir: &tempfile::TempDir,
+    counters: &str,
+    functions: &[&str],
+    cmd: &[&str],
+) -> std::path::PathBuf {
+    let out = dir.path().join("t.perfunc");
+    let mut args = vec!["record", "-q", "-e", counters, "-o", out.to_str().unwrap()];
+    for f in functions {
+        args.extend(["-f", f]);
+    }
+    args.push("--");
+    args.extend(cmd);
+    run_expect(&args, 0);
+    out
+}
+
+#[test]
+fn loop_calls_are_counted_exactly() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "task-clock,page-faults",
+        &["pf_leaf"],
+        &[bin, "loop", "10000"],
+    );
+    let t = trace(&path);
+    assert_eq!(counts(&t, "pf_leaf"), (10_000, 10_000));
+    assert!(matches!(t.end, TraceEnd::Complete(ref f) if f.lost == 0 && f.samples == 20_000));
+    assert_eq!(t.header.counters.len(), 2);
+    // Entries and returns alternate on the one thread, and the clock moves on.
+    let mut last = 0;
+    for (i, s) in t.samples.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            RecordKind::Entry
+        } else {
+            RecordKind::Return
+        };
+        assert_eq!(s.kind, want, "record {i}");
+        assert!(s.time >= last);
+        last = s.time;
+    }
+}
+
+#[test]
+fn recursion_keeps_every_call() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(&dir, "task-clock", &["pf_fib"], &[bin, "fib", "20"]);
+    let t = trace(&path);
+    assert_eq!(counts(&t, "pf_fib"), (21_891, 21_891));
+    // The nesting depth never goes below zero and ends at zero.
+    let mut depth: i64 = 0;
+    let mut max = 0;
+    for s in &t.samples {
+        depth += if s.kind == RecordKind::Entry { 1 } else { -1 };
+        assert!(depth >= 0);
+        max = max.max(depth);
+    }
+    assert_eq!((depth, max), (0, 20));
+}
+
+#[test]
+fn nested_calls_are_all_recorded() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "page-faults",
+        &["pf_outer", "pf_middle", "pf_touch"],
+        &[bin, "nested", "5"],
+    );
+    let t = trace(&path);
+    assert_eq!(counts(&t, "pf_outer"), (5, 5));
+    assert_eq!(counts(&t, "pf_middle"), (15, 15));
+    assert_eq!(counts(&t, "pf_touch"), (20, 20));
+}
+
+#[test]
+fn page_faults_of_a_call_are_exact() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "page-faults,task-clock",
+        &["pf_touch16", "pf_leaf"],
+        &[bin, "pages", "50"],
+    );
+    let t = trace(&path);
+    assert_eq!(counts(&t, "pf_touch16"), (50, 50));
+    // The first return probe hit of a process faults in the page of the
+    // kernel's uprobe trampoline: pf_leaf, called once before, takes it.
+    let deltas = |id| -> Vec<u64> {
+        t.samples
+            .iter()
+            .filter(|s| s.probe == id)
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|pair| {
+                assert_eq!(
+                    (pair[0].kind, pair[1].kind),
+                    (RecordKind::Entry, RecordKind::Return)
+                );
+                pair[1].values[0] - pair[0].values[0]
+            })
+            .collect()
+    };
+    assert_eq!(deltas(probe_id(&t, "pf_leaf")), vec![1]);
+    assert_eq!(deltas(probe_id(&t, "pf_touch16")), vec![16; 50]);
+}
+
+#[test]
+fn threads_created_later_are_followed() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(&dir, "task-clock", &["pf_leaf"], &[bin, "threads", "1000"]);
+    let t = trace(&path);
+    let mut per_tid: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for s in &t.samples {
+        let e = per_tid.entry(s.tid).or_default();
+        match s.kind {
+            RecordKind::Entry => e.0 += 1,
+            RecordKind::Return => e.1 += 1,
+        }
+    }
+    let pid = t.samples[0].pid;
+    let mut calls: Vec<(usize, usize)> = per_tid.values().copied().collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        vec![(1, 1), (1000, 1000), (1000, 1000)],
+        "{per_tid:?}"
+    );
+    assert!(t.samples.iter().all(|s| s.pid == pid));
+    assert!(per_tid.contains_key(&pid), "the main thread called once");
+}
+
+#[test]
+fn rust_functions_are_found_by_demangled_name() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = rust_fixture().to_str().unwrap();
+    let path = record(
+        &dir,
+        "task-clock",
+        &["rust_fixture::shapes::*"],
+        &[bin, "300"],
+    );
+    let t = trace(&path);
+    assert_eq!(t.header.probes.len(), 1);
+    assert_eq!(t.header.probes[0].function, "rust_fixture::shapes::area");
+    assert!(t.header.probes[0].raw_name.starts_with("_ZN"));
+    assert_eq!(counts(&t, "rust_fixture::shapes::area"), (300, 300));
+}
+
+#[test]
+fn a_million_calls_lose_nothing() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "task-clock,page-faults,context-switches",
+        &["pf_leaf"],
+        &[bin, "loop", "1000000"],
+    );
+    let t = trace(&path);
+    let TraceEnd::Complete(footer) = &t.end else {
+        panic!("incomplete trace")
+    };
+    assert_eq!(footer.lost, 0);
+    assert_eq!(counts(&t, "pf_leaf"), (1_000_000, 1_000_000));
+}
+
+#[test]
+fn attach_to_a_running_process() {
+    if !probes_available() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let mut target = std::process::Command::new(workloads())
+        .args(["slow", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(target.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "{line}");
+    let pid = target.id().to_string();
+    let perfunc_out = run_expect(
+        &[
+            "record",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-p",
+            &pid,
+            "--duration",
+            "1s",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    // The target goes on after perfunc detached.
+    assert!(target.try_wait().unwrap().is_none(), "{perfunc_out:?}");
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let t = trace(&out);
+    let (entries, returns) = counts(&t, "pf_leaf");
+    assert!(entries > 100, "{entries} calls in 1 s of a 1 ms loop");
+    assert!(
+        entries.abs_diff(returns) <= 1,
+        "{entries} entries, {returns} returns"
+    );
+    assert!(t.samples.iter().all(|s| s.pid == target.id()));
+}
+
+#[test]
+fn script_prints_one_line_per_record() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "task-clock,page-faults",
+        &["pf_leaf"],
+        &[bin, "loop", "3"],
+    );
+    let out = run_expect(&["script", "-i", path.to_str().unwrap()], 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" pf_leaf ")).collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words[4],
+            if i % 2 == 0 { "entry" } else { "return" },
+            "{line}"
+        );
+        assert!(words[5].starts_with("task-clock="), "{line}");
+        assert!(words[6].starts_with("page-faults="), "{line}");
+    }
+    let tids: BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(tids.len(), 1);
+}

@@ -1,0 +1,148 @@
+//! Probes are removed on every way out: Ctrl-C, SIGTERM, a crashing
+//! target; and what was recorded stays readable.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use perfunc::trace::TraceEnd;
+
+use crate::common::*;
+
+/// Starts `perfunc record` on the slow workload and waits until samples
+/// have reached the trace file.
+fn start_slow_recording(out: &Path) -> Child {
+    let child = perfunc()
+        .args(["record", "-q", "-e", "task-clock", "-f", "pf_leaf", "-o"])
+        .arg(out)
+        .args(["--", workloads().to_str().unwrap(), "slow", "60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(out).map_or(0, |m| m.len()) < 4096 {
+        assert!(Instant::now() < deadline, "no samples after 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn stop_with(signal: i32) {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let mut child = start_slow_recording(&out);
+    let pid = child.id();
+    assert!(
+        !probes_left_by(pid).is_empty(),
+        "probes are in place while recording"
+    );
+    // SAFETY-free: the libc crate's kill via the perfunc library helper.
+    perfunc::probe::sys::kill(pid as i32, signal).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + signal));
+    assert_eq!(probes_left_by(pid), Vec::<String>::new());
+    let t = trace(&out);
+    let TraceEnd::Complete(footer) = &t.end else {
+        panic!("the trace was not finished")
+    };
+    assert!(footer.interrupted);
+    let (entries, returns) = counts(&t, "pf_leaf");
+    assert!(entries > 0 && entries.abs_diff(returns) <= 1);
+}
+
+#[test]
+fn ctrl_c_removes_probes_and_keeps_the_trace() {
+    stop_with(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_removes_probes_and_keeps_the_trace() {
+    stop_with(libc::SIGTERM);
+}
+
+#[test]
+fn a_crashing_target_is_reported_and_cleaned_up() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let child = perfunc()
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_crash",
+            "-f",
+            "pf_leaf",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", workloads().to_str().unwrap(), "crash"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(128 + libc::SIGSEGV), "{stderr}");
+    assert!(stderr.contains("SIGSEGV"), "{stderr}");
+    assert_eq!(probes_left_by(pid), Vec::<String>::new());
+    let t = trace(&out);
+    // The crash happened between entry and return.
+    assert_eq!(counts(&t, "pf_crash"), (1, 0));
+    assert_eq!(counts(&t, "pf_leaf"), (1, 1));
+    let TraceEnd::Complete(footer) = &t.end else {
+        panic!("incomplete")
+    };
+    assert_eq!(footer.exit.unwrap().signal, Some(libc::SIGSEGV));
+}
+
+#[test]
+fn a_truncated_trace_reads_up_to_its_last_whole_chunk() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    // Small ring wakeups and many records make several chunks.
+    run_expect(
+        &[
+            "record",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            workloads().to_str().unwrap(),
+            "loop",
+            "100000",
+        ],
+        0,
+    );
+    let full = std::fs::read(&out).unwrap();
+    let cut = full.len() * 2 / 3;
+    std::fs::write(&out, &full[..cut]).unwrap();
+    let t = trace(&out);
+    let TraceEnd::Truncated {
+        last_whole_chunk_end,
+        bytes_lost,
+    } = t.end
+    else {
+        panic!("a cut trace must read as truncated")
+    };
+    assert_eq!(last_whole_chunk_end + bytes_lost, cut as u64);
+    assert!(!t.samples.is_empty());
+    let script = run_expect(&["script", "-i", out.to_str().unwrap()], 0);
+    let stderr = String::from_utf8_lossy(&script.stderr);
+    assert!(stderr.contains("incomplete"), "{stderr}");
+    assert!(stderr.contains(&bytes_lost.to_string()), "{stderr}");
+}
