@@ -70,11 +70,20 @@ impl ChunkKind {
     }
 }
 
+/// Chunk flag bit 0: the recorder drained every ring buffer up to this
+/// chunk. Records are written within one round of being timestamped, so
+/// once a round has ended, every record stamped at or before the latest
+/// time of the round before it has been read (the same rule as perf's
+/// `FINISHED_ROUND`); readers use this to order records by time while
+/// holding at most two rounds.
+pub const FLAG_ROUND_END: u16 = 1;
+
 /// The decoded fixed fields of a chunk header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChunkHeader {
     pub kind: ChunkKind,
-    /// Reserved: written as 0, ignored by readers, covered by the checksum.
+    /// [`FLAG_ROUND_END`] or 0; other bits are reserved (written as 0,
+    /// ignored by readers); covered by the checksum.
     pub flags: u16,
     pub payload_len: u32,
     pub count: u32,
@@ -88,10 +97,20 @@ impl ChunkHeader {
         count: u32,
         payload: &[u8],
     ) -> Result<Self, TraceError> {
+        Self::with_flags(kind, count, payload, 0)
+    }
+
+    /// Header for `payload` with `flags`, its checksum included.
+    pub(crate) fn with_flags(
+        kind: ChunkKind,
+        count: u32,
+        payload: &[u8],
+        flags: u16,
+    ) -> Result<Self, TraceError> {
         let payload_len = to_u32(payload.len(), "chunk payload")?;
         let mut header = Self {
             kind,
-            flags: 0,
+            flags,
             payload_len,
             count,
             crc: 0,

@@ -51,7 +51,7 @@ pub use error::TraceError;
 pub use event::Event;
 pub use format::{
     record_size, CHUNK_HEADER_LEN, CHUNK_MAGIC, DEFAULT_CHUNK_BYTES, FILE_HEADER_LEN,
-    FORMAT_VERSION, MAGIC, MAX_CHUNK_BYTES,
+    FLAG_ROUND_END, FORMAT_VERSION, MAGIC, MAX_CHUNK_BYTES,
 };
 pub use header::{ExitStatus, Footer, ProbeKind, ProbeSite, Target, TraceHeader};
 pub use reader::{Chunk, TraceEnd, TraceReader};

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 
 use super::error::TraceError;
 use super::event::{decode_events, Event};
-use super::format::{ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, FILE_HEADER_LEN};
+use super::format::{ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, FILE_HEADER_LEN, FLAG_ROUND_END};
 use super::header::{decode_frame, decode_json, Footer, TraceHeader};
 use super::sample::SampleBlock;
 
@@ -56,6 +56,7 @@ pub struct TraceReader<R: Read> {
     offset: u64,
     spare: Vec<u8>,
     state: State,
+    round_end: bool,
 }
 
 impl<R: Read> TraceReader<R> {
@@ -88,6 +89,7 @@ impl<R: Read> TraceReader<R> {
             offset: needed,
             spare: json,
             state: State::Chunks,
+            round_end: false,
         })
     }
 
@@ -105,6 +107,14 @@ impl<R: Read> TraceReader<R> {
     /// [`TraceError::CorruptChunk`] for a damaged chunk or data after the
     /// footer, [`TraceError::Io`] if reading fails.
     pub fn next_chunk(&mut self) -> Result<Option<Chunk>, TraceError> {
+        let chunk = self.read_next()?;
+        if chunk.is_none() {
+            self.round_end = true;
+        }
+        Ok(chunk)
+    }
+
+    fn read_next(&mut self) -> Result<Option<Chunk>, TraceError> {
         loop {
             match &self.state {
                 State::Chunks => {}
@@ -118,6 +128,7 @@ impl<R: Read> TraceReader<R> {
             let Some((header, payload)) = self.read_chunk()? else {
                 return Ok(None);
             };
+            self.round_end = header.flags & FLAG_ROUND_END != 0;
             if let Some(chunk) = self.decode(header, payload, start)? {
                 return Ok(Some(chunk));
             }
@@ -131,6 +142,13 @@ impl<R: Read> TraceReader<R> {
             State::Ended(end) => Some(end),
             _ => None,
         }
+    }
+
+    /// Whether the chunk [`next_chunk`](Self::next_chunk) returned last
+    /// ended a recording round ([`FLAG_ROUND_END`]); true at the end of the
+    /// trace.
+    pub fn round_end(&self) -> bool {
+        self.round_end
     }
 
     /// Bytes consumed from the input so far.

@@ -522,3 +522,55 @@ fn trace_without_footer_ending_at_a_chunk_boundary_loses_nothing() {
         }
     );
 }
+
+#[test]
+fn flush_marks_the_end_of_a_round() {
+    let header = header(1);
+    let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
+    let values = vec![0u64; header.counters.len()];
+    let sample = |time| SampleIn {
+        time,
+        pid: 1,
+        tid: 1,
+        probe: 0,
+        cpu: 0,
+        kind: RecordKind::Entry,
+        time_enabled: 0,
+        time_running: 0,
+        values: &values,
+    };
+    w.push_sample(&sample(1)).unwrap();
+    w.flush().unwrap();
+    w.push_sample(&sample(2)).unwrap();
+    w.push_event(&Event::Lost {
+        time: 3,
+        cpu: 0,
+        count: 1,
+    })
+    .unwrap();
+    w.flush().unwrap();
+    w.push_sample(&sample(4)).unwrap();
+    let bytes = w.finish(&Footer::default()).unwrap();
+
+    let mut r = TraceReader::new(bytes.as_slice()).unwrap();
+    let mut seen = Vec::new();
+    while let Some(chunk) = r.next_chunk().unwrap() {
+        let kind = match chunk {
+            Chunk::Samples(_) => "samples",
+            Chunk::Events(_) => "events",
+            Chunk::Footer(_) => "footer",
+        };
+        seen.push((kind, r.round_end()));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("samples", true),
+            ("samples", false),
+            ("events", true),
+            ("samples", false),
+            ("footer", false)
+        ]
+    );
+    assert!(r.round_end());
+}

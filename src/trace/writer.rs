@@ -6,7 +6,8 @@ use std::io::Write;
 use super::error::TraceError;
 use super::event::{encode_event, Event};
 use super::format::{
-    to_u32, ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES,
+    to_u32, ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, DEFAULT_CHUNK_BYTES, FLAG_ROUND_END,
+    MAX_CHUNK_BYTES,
 };
 use super::header::{encode_file_header, Footer, TraceHeader};
 use super::sample::{encode_sample, SampleIn};
@@ -30,6 +31,8 @@ pub struct TraceWriter<W: Write> {
     pending_events: usize,
     bytes_written: u64,
     samples_written: u64,
+    /// Set while [`flush`](Self::flush) emits its last chunk.
+    round_end: bool,
 }
 
 impl<W: Write> TraceWriter<W> {
@@ -53,6 +56,7 @@ impl<W: Write> TraceWriter<W> {
             pending_events: 0,
             bytes_written: bytes.len() as u64,
             samples_written: 0,
+            round_end: false,
         })
     }
 
@@ -118,14 +122,19 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
-    /// Writes every buffered sample and event as chunks and flushes `W`, so
-    /// that a kill after this loses nothing pushed before it.
+    /// Writes every buffered sample and event as chunks, marks the last one
+    /// as the end of a round ([`FLAG_ROUND_END`]), and flushes `W`, so that
+    /// a kill after this loses nothing pushed before it. The recorder calls
+    /// this after each drain of all its ring buffers.
     ///
     /// # Errors
     ///
     /// [`TraceError::Io`] if `W` fails.
     pub fn flush(&mut self) -> Result<(), TraceError> {
-        self.emit_pending()?;
+        self.round_end = true;
+        let result = self.emit_pending();
+        self.round_end = false;
+        result?;
         self.w.flush()?;
         Ok(())
     }
@@ -158,12 +167,16 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn emit_pending(&mut self) -> Result<(), TraceError> {
+        let round_end = std::mem::take(&mut self.round_end);
         if self.pending_samples > 0 {
+            self.round_end = round_end && self.pending_events == 0;
             self.emit_samples()?;
         }
         if self.pending_events > 0 {
+            self.round_end = round_end;
             self.emit_events()?;
         }
+        self.round_end = false;
         Ok(())
     }
 
@@ -186,7 +199,9 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn emit(&mut self, kind: ChunkKind, count: usize, payload: &[u8]) -> Result<(), TraceError> {
-        let header = ChunkHeader::for_payload(kind, to_u32(count, "chunk record count")?, payload)?;
+        let flags = if self.round_end { FLAG_ROUND_END } else { 0 };
+        let count = to_u32(count, "chunk record count")?;
+        let header = ChunkHeader::with_flags(kind, count, payload, flags)?;
         self.w.write_all(&header.encode())?;
         self.w.write_all(payload)?;
         self.bytes_written += (CHUNK_HEADER_LEN + payload.len()) as u64;
