@@ -91,15 +91,6 @@ pub(crate) struct ChunkHeader {
 }
 
 impl ChunkHeader {
-    /// Header for `payload`, its checksum included.
-    pub(crate) fn for_payload(
-        kind: ChunkKind,
-        count: u32,
-        payload: &[u8],
-    ) -> Result<Self, TraceError> {
-        Self::with_flags(kind, count, payload, 0)
-    }
-
     /// Header for `payload` with `flags`, its checksum included.
     pub(crate) fn with_flags(
         kind: ChunkKind,
@@ -209,7 +200,7 @@ mod tests {
 
     #[test]
     fn chunk_header_layout() {
-        let header = ChunkHeader::for_payload(ChunkKind::Events, 7, b"abc").unwrap();
+        let header = ChunkHeader::with_flags(ChunkKind::Events, 7, b"abc", 0).unwrap();
         let bytes = header.encode();
         assert_eq!(
             &bytes[..16],
@@ -224,7 +215,7 @@ mod tests {
 
     #[test]
     fn chunk_header_rejects_bad_magic_naming_the_offset() {
-        let mut bytes = ChunkHeader::for_payload(ChunkKind::Samples, 0, &[])
+        let mut bytes = ChunkHeader::with_flags(ChunkKind::Samples, 0, &[], 0)
             .unwrap()
             .encode();
         bytes[0] = b'X';

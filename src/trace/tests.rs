@@ -147,7 +147,7 @@ fn write_trace(header: &TraceHeader, nsamples: u64, chunk_bytes: usize) -> Vec<u
 
 /// A chunk with a valid checksum around any payload.
 fn raw_chunk(kind: u16, count: u32, payload: &[u8]) -> Vec<u8> {
-    let header = ChunkHeader::for_payload(ChunkKind::from_code(kind), count, payload).unwrap();
+    let header = ChunkHeader::with_flags(ChunkKind::from_code(kind), count, payload, 0).unwrap();
     [&header.encode()[..], payload].concat()
 }
 
@@ -426,7 +426,7 @@ fn unknown_event_tags_and_chunk_kinds_are_skipped() {
 fn chunk_and_sample_flags_are_ignored_but_checksummed() {
     // time 7, ids 0, kind 1 (return), row flags 0xff, times and the one value 0.
     let row = [&7u64.to_le_bytes()[..], &[0; 14], &[1, 0xff], &[0; 24]].concat();
-    let mut header = ChunkHeader::for_payload(ChunkKind::Samples, 1, &row).unwrap();
+    let mut header = ChunkHeader::with_flags(ChunkKind::Samples, 1, &row, 0).unwrap();
     header.flags = 0x8001;
     header.crc = header.checksum(&row);
     let chunk = [&header.encode()[..], &row].concat();
