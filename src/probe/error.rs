@@ -7,39 +7,39 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ProbeError {
     /// A tracefs file could not be read.
-    #[error("failed to read {path}: {source}")]
+    #[error("failed to read {path}: {cause}")]
     Tracefs {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// tracefs was not mounted and could not be mounted.
     #[error(
-        "tracefs is not mounted and mounting it at {dir} failed: {source}; \
+        "tracefs is not mounted and mounting it at {dir} failed: {cause}; \
          as root, run `mount -t tracefs nodev /sys/kernel/tracing`"
     )]
     TracefsMount {
         /// Where perfunc tried to mount it.
         dir: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Writing a probe definition into uprobe_events failed.
-    #[error("failed to place uprobe `{line}`: {source}{}", privilege_hint(source))]
+    #[error("failed to place uprobe `{line}`: {cause}{}", privilege_hint(cause))]
     PlaceUprobe {
         /// The definition line.
         line: String,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Removing a probe from uprobe_events failed.
-    #[error("failed to remove uprobe `{line}`: {source}")]
+    #[error("failed to remove uprobe `{line}`: {cause}")]
     RemoveUprobe {
         /// The removal line.
         line: String,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// uprobe_events cannot name a path with white space in it.
     #[error("cannot probe {0}: tracefs uprobe definitions cannot hold a path with white space; use a symlink without spaces")]
@@ -56,8 +56,8 @@ pub enum ProbeError {
     },
     /// A probe event could not be opened.
     #[error(
-        "failed to open the probe on {function} (pid {pid}, cpu {cpu}): {source}{}",
-        privilege_hint(source)
+        "failed to open the probe on {function} (pid {pid}, cpu {cpu}): {cause}{}",
+        privilege_hint(cause)
     )]
     OpenProbe {
         /// The function.
@@ -67,33 +67,33 @@ pub enum ProbeError {
         /// The CPU.
         cpu: usize,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The ring buffer of a CPU could not be mapped.
-    #[error("failed to map a {bytes}-byte ring buffer on cpu {cpu}: {source}; try a smaller --buffer-size or raise `ulimit -l`")]
+    #[error("failed to map a {bytes}-byte ring buffer on cpu {cpu}: {cause}; try a smaller --buffer-size or raise `ulimit -l`")]
     Mmap {
         /// The CPU.
         cpu: usize,
         /// The size asked for.
         bytes: usize,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Another kernel call failed while setting up or reading events.
-    #[error("{what} failed: {source}")]
+    #[error("{what} failed: {cause}")]
     Sys {
         /// What was being done.
         what: String,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The command could not be started.
-    #[error("failed to start `{command}`: {source}")]
+    #[error("failed to start `{command}`: {cause}")]
     Spawn {
         /// The command.
         command: String,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The process to attach to does not exist.
     #[error("no process with pid {0}: check the pid (it may have exited)")]
@@ -132,7 +132,7 @@ mod tests {
     fn permission_errors_name_root_and_capabilities() {
         let err = ProbeError::PlaceUprobe {
             line: "p:perfunc_1/f0 /bin/true:0x10".into(),
-            source: io::Error::from_raw_os_error(libc::EACCES),
+            cause: io::Error::from_raw_os_error(libc::EACCES),
         };
         let text = err.to_string();
         assert!(text.contains("root"), "{text}");
@@ -144,7 +144,7 @@ mod tests {
     fn other_errors_have_no_privilege_hint() {
         let err = ProbeError::PlaceUprobe {
             line: "p:perfunc_1/f0 /bin/true:0x10".into(),
-            source: io::Error::from_raw_os_error(libc::EINVAL),
+            cause: io::Error::from_raw_os_error(libc::EINVAL),
         };
         assert!(!err.to_string().contains("root"));
     }

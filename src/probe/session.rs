@@ -96,13 +96,12 @@ impl StopFlag {
             // SAFETY: the handler only stores into an atomic, which is
             // async-signal-safe.
             #[allow(unsafe_code)]
-            let id =
-                unsafe { signal_hook::low_level::register(signal, set) }.map_err(|source| {
-                    ProbeError::Sys {
-                        what: "installing signal handlers".into(),
-                        source,
-                    }
-                })?;
+            let id = unsafe { signal_hook::low_level::register(signal, set) }.map_err(|cause| {
+                ProbeError::Sys {
+                    what: "installing signal handlers".into(),
+                    cause,
+                }
+            })?;
             ids.push(id);
         }
         Ok(StopFlag { flag, ids })
@@ -159,15 +158,15 @@ pub fn record<W: Write>(
 
     let result = match &opts.target {
         RecordTarget::Command(argv) => {
-            let mut child = HeldChild::spawn(argv).map_err(|source| ProbeError::Spawn {
+            let mut child = HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
                 command: display_command(argv),
-                source,
+                cause,
             })?;
             let mut events = Events::new();
             events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
-            child.release().map_err(|source| ProbeError::Spawn {
+            child.release().map_err(|cause| ProbeError::Spawn {
                 command: display_command(argv),
-                source,
+                cause,
             })?;
             let pidfd = sys::pidfd_open(child.pid()).ok();
             run(
@@ -239,8 +238,8 @@ fn attach_all_threads(
             match events.open_for(opts, placed, cpus, tid, Start::Now) {
                 Ok(()) => {}
                 // The thread ended between listing and opening.
-                Err(ProbeError::OpenProbe { source, .. })
-                    if source.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(ProbeError::OpenProbe { cause, .. })
+                    if cause.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(e) => return Err(e),
             }
             done.insert(tid);
@@ -333,11 +332,11 @@ impl Events {
         cpu: usize,
         start: Start,
     ) -> Result<(), ProbeError> {
-        let open_err = |source| ProbeError::OpenProbe {
+        let open_err = |cause| ProbeError::OpenProbe {
             function: target.function.clone(),
             pid,
             cpu,
-            source,
+            cause,
         };
         let ring = self.ring_fd(cpu);
         let mut leader = probe_builder(probe.entry_id, pid, cpu);
@@ -396,10 +395,10 @@ impl Events {
                 let sampler =
                     leader
                         .sampled(opts.buffer_bytes)
-                        .map_err(|source| ProbeError::Mmap {
+                        .map_err(|cause| ProbeError::Mmap {
                             cpu,
                             bytes: opts.buffer_bytes,
-                            source,
+                            cause,
                         })?;
                 let fd = sampler.as_raw_fd();
                 self.rings.push((cpu, sampler));
@@ -447,16 +446,16 @@ impl Events {
 }
 
 fn set_output(fd: RawFd, ring: RawFd) -> Result<(), ProbeError> {
-    sys::set_output(fd, ring).map_err(|source| ProbeError::Sys {
+    sys::set_output(fd, ring).map_err(|cause| ProbeError::Sys {
         what: "redirecting a probe into its CPU's ring buffer (PERF_EVENT_IOC_SET_OUTPUT)".into(),
-        source,
+        cause,
     })
 }
 
 fn enable_group(fd: RawFd) -> Result<(), ProbeError> {
-    sys::enable_group(fd).map_err(|source| ProbeError::Sys {
+    sys::enable_group(fd).map_err(|cause| ProbeError::Sys {
         what: "enabling a probe group".into(),
-        source,
+        cause,
     })
 }
 
@@ -522,9 +521,9 @@ fn run<W: Write>(
     let mut stopped_by = None;
     let mut timed_out = false;
     loop {
-        sys::poll_readable(&fds, POLL_INTERVAL).map_err(|source| ProbeError::Sys {
+        sys::poll_readable(&fds, POLL_INTERVAL).map_err(|cause| ProbeError::Sys {
             what: "poll".into(),
-            source,
+            cause,
         })?;
         samples += events.drain(writer, &mut tids, &mut lost)?;
         writer.flush()?;
@@ -587,9 +586,9 @@ fn run<W: Write>(
 fn ended(watched: Watched) -> Result<Option<Option<WaitStatus>>, ProbeError> {
     match watched {
         Watched::Child(pid) => Ok(sys::try_wait(pid, false)
-            .map_err(|source| ProbeError::Sys {
+            .map_err(|cause| ProbeError::Sys {
                 what: "waitpid".into(),
-                source,
+                cause,
             })?
             .map(Some)),
         Watched::Process(pid) => {
@@ -624,9 +623,9 @@ fn terminate_child<W: Write>(
     let deadline = Instant::now() + TERM_GRACE;
     loop {
         *samples += events.drain(writer, tids, lost)?;
-        if let Some(status) = sys::try_wait(pid, false).map_err(|source| ProbeError::Sys {
+        if let Some(status) = sys::try_wait(pid, false).map_err(|cause| ProbeError::Sys {
             what: "waitpid".into(),
-            source,
+            cause,
         })? {
             return Ok(status);
         }

@@ -53,9 +53,9 @@ impl Tracefs {
     /// The lines of `uprobe_events`.
     pub fn uprobe_lines(&self) -> Result<Vec<String>, ProbeError> {
         let path = self.uprobe_events();
-        let text = fs::read_to_string(&path).map_err(|source| ProbeError::Tracefs {
+        let text = fs::read_to_string(&path).map_err(|cause| ProbeError::Tracefs {
             path: path.clone(),
-            source,
+            cause,
         })?;
         Ok(text.lines().map(str::to_owned).collect())
     }
@@ -63,13 +63,13 @@ impl Tracefs {
     /// The id of event `group/name`, for `PERF_TYPE_TRACEPOINT`.
     pub fn event_id(&self, group: &str, name: &str) -> Result<u64, ProbeError> {
         let path = self.root.join("events").join(group).join(name).join("id");
-        let text = fs::read_to_string(&path).map_err(|source| ProbeError::Tracefs {
+        let text = fs::read_to_string(&path).map_err(|cause| ProbeError::Tracefs {
             path: path.clone(),
-            source,
+            cause,
         })?;
         text.trim().parse().map_err(|_| ProbeError::Tracefs {
             path,
-            source: io::Error::new(io::ErrorKind::InvalidData, "not a tracepoint id"),
+            cause: io::Error::new(io::ErrorKind::InvalidData, "not a tracepoint id"),
         })
     }
 }
@@ -113,9 +113,9 @@ fn unescape_mount_path(field: &str) -> String {
 }
 
 fn mount_tracefs(dir: &Path) -> Result<(), ProbeError> {
-    super::sys::mount_tracefs(dir).map_err(|source| ProbeError::TracefsMount {
+    super::sys::mount_tracefs(dir).map_err(|cause| ProbeError::TracefsMount {
         dir: dir.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -169,9 +169,9 @@ impl UprobeSet {
             let line = format!("{prefix}:{}/{name} {target}", self.group);
             self.tracefs
                 .write_uprobe_line(&line)
-                .map_err(|source| ProbeError::PlaceUprobe {
+                .map_err(|cause| ProbeError::PlaceUprobe {
                     line: line.clone(),
-                    source,
+                    cause,
                 })?;
             self.names.push(name.clone());
         }
@@ -187,8 +187,8 @@ impl UprobeSet {
         let mut first_error = None;
         for name in self.names.drain(..).rev() {
             let line = format!("-:{}/{name}", self.group);
-            if let Err(source) = self.tracefs.write_uprobe_line(&line) {
-                first_error.get_or_insert(ProbeError::RemoveUprobe { line, source });
+            if let Err(cause) = self.tracefs.write_uprobe_line(&line) {
+                first_error.get_or_insert(ProbeError::RemoveUprobe { line, cause });
             }
         }
         first_error.map_or(Ok(()), Err)

@@ -104,7 +104,7 @@ impl Binary {
         if let Some(debug) = debug {
             let debug_file = Elf::parse(debug).map_err(|source| SymbolError::DebugElf {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
             collect_symbols(&debug_file, &mut symbols);
         }
@@ -174,11 +174,11 @@ pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, SymbolError> {
     let elf =
         ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|source| SymbolError::Elf {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
     let id = elf.build_id().map_err(|source| SymbolError::Elf {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     Ok(id.map(<[u8]>::to_vec))
 }
@@ -190,7 +190,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub(crate) fn parse_elf<'data>(path: &Path, data: &'data [u8]) -> Result<Elf<'data>, SymbolError> {
     let file = Elf::parse(data).map_err(|source| SymbolError::Elf {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     if file.architecture() != Architecture::X86_64 {
         return Err(SymbolError::UnsupportedArch {

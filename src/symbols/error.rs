@@ -7,31 +7,28 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum SymbolError {
     /// A file could not be read.
-    #[error("failed to read {}: {source}; check the path and its permissions", path.display())]
+    #[error("failed to read {}: {cause}; check the path and its permissions", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the OS said.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A binary is not a valid ELF file.
-    #[error("failed to parse {} as an ELF file: {source}; give the path of an ELF executable or shared library", path.display())]
+    #[error("failed to parse {} as an ELF file: {cause}; give the path of an ELF executable or shared library", path.display())]
     Elf {
         /// The binary.
         path: PathBuf,
         /// What the parser said.
-        #[source]
-        source: object::Error,
+        cause: object::Error,
     },
     /// The separate debug file given for a binary is not a valid ELF file.
-    #[error("failed to parse the debug file of {}: {source}; remove or rebuild that debug file", path.display())]
+    #[error("failed to parse the debug file of {}: {cause}; remove or rebuild that debug file", path.display())]
     DebugElf {
         /// The binary the debug file belongs to.
         path: PathBuf,
         /// What the parser said.
-        #[source]
-        source: object::Error,
+        cause: object::Error,
     },
     /// The binary is ELF but not x86-64 code.
     #[error("{} holds {arch} code; perfunc probes 64-bit x86-64 binaries only", path.display())]
@@ -42,13 +39,12 @@ pub enum SymbolError {
         arch: String,
     },
     /// A pattern is not a valid glob.
-    #[error("invalid function pattern `{pattern}`: {source}; escape `[`, `]`, `{{` and `}}` with `\\` to match them literally")]
+    #[error("invalid function pattern `{pattern}`: {cause}; escape `[`, `]`, `{{` and `}}` with `\\` to match them literally")]
     BadPattern {
         /// The pattern.
         pattern: String,
         /// What the glob compiler said.
-        #[source]
-        source: globset::Error,
+        cause: globset::Error,
     },
     /// A pattern matched no function of a binary.
     #[error("no function matches `{pattern}` in {}{}", binary.display(), suggestion_text(suggestions))]
@@ -112,10 +108,10 @@ fn searched_text(searched: &[PathBuf]) -> String {
 
 impl SymbolError {
     /// An [`SymbolError::Io`] for `path`.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> SymbolError {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> SymbolError {
         SymbolError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

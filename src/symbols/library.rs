@@ -245,7 +245,7 @@ fn read_object(path: &Path) -> Result<DynObject, SymbolError> {
     let cache = ReadCache::new(file);
     let info = dynamic_info(&cache).map_err(|source| SymbolError::Elf {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let origin = path.parent().unwrap_or(Path::new("/")).to_owned();

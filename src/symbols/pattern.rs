@@ -29,7 +29,7 @@ impl Matcher {
         }
         let glob = Glob::new(pattern).map_err(|source| SymbolError::BadPattern {
             pattern: pattern.to_owned(),
-            source,
+            cause: source,
         })?;
         Ok(Matcher::Glob(glob.compile_matcher()))
     }

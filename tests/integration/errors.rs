@@ -119,3 +119,40 @@ fn unavailable_counters_are_explained() {
         assert!(text.contains("ENOENT"), "{text}");
     }
 }
+
+#[test]
+fn without_privileges_the_error_names_what_is_needed() {
+    if perfunc::probe::sys::euid() != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root (to drop privileges) and setpriv");
+        return;
+    }
+    let bin = workloads().to_str().unwrap();
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_perfunc"))
+        .args([
+            "record",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-o",
+            "/dev/null",
+            "--",
+            bin,
+            "loop",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("root"), "{err}");
+    assert!(err.contains("CAP_PERFMON"), "{err}");
+    assert!(err.contains("perf_event_paranoid"), "{err}");
+}

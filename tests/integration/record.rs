@@ -284,3 +284,23 @@ fn script_prints_one_line_per_record() {
         .collect();
     assert_eq!(tids.len(), 1);
 }
+
+#[test]
+fn shared_library_functions_are_probed() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "task-clock",
+        &["libc.so.6:getppid"],
+        &[bin, "libc", "250"],
+    );
+    let t = trace(&path);
+    assert_eq!(counts(&t, "getppid"), (250, 250));
+    let site = &t.header.probes[0];
+    assert!(site.binary.contains("libc.so.6"), "{}", site.binary);
+    assert!(site.build_id.is_some());
+}

@@ -1,0 +1,174 @@
+//! What the analysis produces: per-function statistics and the call tree.
+//! The report writers (table, JSON, CSV), the flamegraph and the diff take
+//! these types.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::events::{CounterSpec, Unit};
+
+/// Why a call is left out of the statistics (or, for flags, why it may be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A return with no entry: perfunc attached mid-call, or the entry was
+    /// lost.
+    ReturnWithoutEntry,
+    /// An entry with no return: the thread or process ended (exit, crash)
+    /// or the recording stopped first.
+    EntryWithoutReturn,
+    /// A frame skipped by longjmp or exception unwinding: a return matched
+    /// an entry deeper in the stack, so the frames above it never returned.
+    Unwound,
+    /// The kernel dropped records on this call's CPU while it was open.
+    LostRecords,
+    /// Flag: the entry and return ran on different CPUs.
+    Migrated,
+    /// Flag: a counter did not run the whole time (the PMU multiplexed
+    /// it): time_running < time_enabled between entry and return. Values are
+    /// not scaled.
+    Multiplexed,
+    /// Flag: the thread was switched out during the call (a context switch
+    /// counter moved, or switch records say so).
+    ContextSwitched,
+}
+
+impl Reason {
+    /// Every reason, in report order.
+    pub const ALL: [Reason; 7] = [
+        Reason::ReturnWithoutEntry,
+        Reason::EntryWithoutReturn,
+        Reason::Unwound,
+        Reason::LostRecords,
+        Reason::Migrated,
+        Reason::Multiplexed,
+        Reason::ContextSwitched,
+    ];
+
+    /// Whether this is a flag on a complete call (kept unless `--strict`)
+    /// rather than a call that cannot be paired at all.
+    pub fn is_flag(self) -> bool {
+        matches!(
+            self,
+            Reason::Migrated | Reason::Multiplexed | Reason::ContextSwitched
+        )
+    }
+
+    /// The name used in JSON, CSV and the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::ReturnWithoutEntry => "return_without_entry",
+            Reason::EntryWithoutReturn => "entry_without_return",
+            Reason::Unwound => "unwound",
+            Reason::LostRecords => "lost_records",
+            Reason::Migrated => "migrated",
+            Reason::Multiplexed => "multiplexed",
+            Reason::ContextSwitched => "context_switched",
+        }
+    }
+}
+
+/// Statistics of one counter over the used calls of one function.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CounterStats {
+    /// The counter's name as in the trace header.
+    pub name: String,
+    /// Its unit.
+    pub unit: Unit,
+    /// Sum of the inclusive deltas.
+    pub sum: f64,
+    /// Mean inclusive delta.
+    pub mean: f64,
+    /// Sample standard deviation of the inclusive delta (0 for one call).
+    pub stddev: f64,
+    /// Smallest inclusive delta.
+    pub min: f64,
+    /// Median inclusive delta.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest inclusive delta.
+    pub max: f64,
+    /// Sum of the self deltas (inclusive minus the inclusive deltas of the
+    /// direct probed children).
+    pub self_sum: f64,
+    /// Mean self delta.
+    pub self_mean: f64,
+    /// Whether the percentiles are exact (false: from an HDR histogram,
+    /// see [`crate::analysis::PERCENTILE_RELATIVE_ERROR`]).
+    pub exact: bool,
+}
+
+/// Statistics of one probed function.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionStats {
+    /// Probe id in the trace header.
+    pub probe: u32,
+    /// Demangled name, as the user matched it.
+    pub name: String,
+    /// The binary it is in.
+    pub binary: String,
+    /// Calls seen: complete calls plus calls that could not be paired.
+    pub calls: u64,
+    /// Calls in the statistics.
+    pub used: u64,
+    /// Calls left out, by reason (only reasons with a count).
+    pub discarded: BTreeMap<Reason, u64>,
+    /// Calls kept but flagged (only without `--strict`), by flag.
+    pub flagged: BTreeMap<Reason, u64>,
+    /// One entry per counter, in the trace header's order.
+    pub counters: Vec<CounterStats>,
+}
+
+/// One node of the call tree: a probed function under a path of probed
+/// callers within a thread.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallPath {
+    /// Probe ids from the outermost probed caller to this function.
+    pub path: Vec<u32>,
+    /// Used calls along this path.
+    pub calls: u64,
+    /// Sum of inclusive deltas per counter.
+    pub inclusive: Vec<f64>,
+    /// Sum of self deltas per counter.
+    pub self_: Vec<f64>,
+}
+
+/// What the trace says about itself, for the report header.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceSummary {
+    /// The recorded command line (or `pid N`).
+    pub command: String,
+    /// The counters.
+    pub counters: Vec<CounterSpec>,
+    /// Recording time in ns (0 when the trace is incomplete).
+    pub duration_ns: u64,
+    /// Sample records read.
+    pub records: u64,
+    /// Records the kernel dropped.
+    pub lost: u64,
+    /// Threads that hit a probe.
+    pub threads: u64,
+    /// Whether the trace ended with its footer.
+    pub complete: bool,
+    /// Bytes lost at the end of an incomplete trace.
+    pub bytes_lost: u64,
+}
+
+/// The analysis of one trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    /// About the trace.
+    pub trace: TraceSummary,
+    /// One entry per probed function with at least one call, in probe order.
+    pub functions: Vec<FunctionStats>,
+    /// The call tree, sorted by path.
+    pub tree: Vec<CallPath>,
+    /// Calls left out of the statistics across all functions, by reason.
+    pub discarded: BTreeMap<Reason, u64>,
+    /// Whether flagged calls were left out (`--strict`).
+    pub strict: bool,
+}
