@@ -13,10 +13,13 @@
 //!   uprobes, counter groups, ring buffers, process launch and attach.
 //! - [`cli`]: command-line definitions and the commands built on the rest.
 
+pub mod analysis;
+pub mod calibration;
 pub mod cli;
 pub mod demo;
 pub mod events;
 #[cfg(target_os = "linux")]
 pub mod probe;
+pub mod report;
 pub mod symbols;
 pub mod trace;

@@ -156,6 +156,9 @@ pub struct TraceSummary {
     pub complete: bool,
     /// Bytes lost at the end of an incomplete trace.
     pub bytes_lost: u64,
+    /// With `--salvage`: the corruption the analysis stopped at (the whole
+    /// chunks before it were analyzed).
+    pub salvaged: Option<String>,
 }
 
 /// The analysis of one trace.

@@ -1,16 +1,13 @@
 //! `perfunc demo`: records the workload built into perfunc and shows what
 //! was recorded, with nothing to install or build.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufReader;
-
 use anyhow::Context;
 
 use super::record::{select_counters, Plan};
+use super::report::{analyze_file, print_table};
 use super::DemoArgs;
+use crate::analysis::AnalysisOptions;
 use crate::probe::RecordTarget;
-use crate::trace::{Chunk, RecordKind, TraceReader};
 
 /// The demo's functions, as demangled Rust names.
 const DEMO_FUNCTIONS: &str = "perfunc::demo::*";
@@ -39,6 +36,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         buffer_bytes: 32 << 20,
         duration: None,
         quiet: false,
+        calibration: super::calibrate::CalibrationMode::Auto,
+        skip_endbr64: true,
     };
     eprintln!(
         "perfunc: demo: recording {} requests of the built-in workload, probing {DEMO_FUNCTIONS}",
@@ -55,42 +54,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-/// Prints, per function, the calls recorded and the mean of each counter
-/// over entry/return pairs of the same thread.
+/// Prints the report of the demo's trace.
 fn summarize(path: &std::path::Path) -> anyhow::Result<()> {
-    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let mut reader = TraceReader::new(BufReader::new(file))?;
-    let header = reader.header().clone();
-    let mut entries: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut returns: BTreeMap<u32, u64> = BTreeMap::new();
-    while let Some(chunk) = reader.next_chunk()? {
-        if let Chunk::Samples(block) = chunk {
-            for s in block.iter() {
-                let map = match s.kind() {
-                    RecordKind::Entry => &mut entries,
-                    RecordKind::Return => &mut returns,
-                };
-                *map.entry(s.probe()).or_default() += 1;
-            }
-        }
-    }
-    println!(
-        "counters: {}",
-        header
-            .counters
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!("{:>10} {:>10}  FUNCTION", "ENTRIES", "RETURNS");
-    for probe in &header.probes {
-        println!(
-            "{:>10} {:>10}  {}",
-            entries.get(&probe.id).copied().unwrap_or(0),
-            returns.get(&probe.id).copied().unwrap_or(0),
-            probe.function
-        );
-    }
-    Ok(())
+    let analysis = analyze_file(path, &AnalysisOptions::default())?;
+    print_table(&analysis)
 }

@@ -25,24 +25,25 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
         let resolved = symbols::resolve(binary, &specs)?;
         writeln!(
             out,
-            "{:<18} {:>8} {:<9} {:<15} FUNCTION",
+            "{:<18} {:>8} {:<16} {:<15} FUNCTION",
             "ADDRESS", "SIZE", "CLASS", "PROBE"
         )?;
         for r in &resolved {
             let f = &r.function;
-            let how = if f.class.emulated() {
+            let how = if f.probe_class.emulated() {
                 "emulated"
             } else {
                 "single-stepped"
             };
+            let class = if f.probe_skip > 0 {
+                format!("{}+{}", f.class.name(), f.probe_class.name())
+            } else {
+                f.class.name().to_owned()
+            };
             write!(
                 out,
-                "{:#018x} {:>8} {:<9} {:<15} {}",
-                f.addr.0,
-                f.size,
-                f.class.name(),
-                how,
-                f.name
+                "{:#018x} {:>8} {:<16} {:<15} {}",
+                f.addr.0, f.size, class, how, f.name
             )?;
             if r.binary.path != *binary {
                 write!(out, "  [{}]", r.binary.path.display())?;

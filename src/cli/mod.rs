@@ -2,9 +2,11 @@
 //! library. Flags are turned into the library's own option types here, so
 //! the rest of perfunc never sees clap.
 
+mod calibrate;
 mod demo;
 mod list;
 mod record;
+mod report;
 mod script;
 mod units;
 
@@ -12,6 +14,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
 
 /// Exit status for a usage error (bad flags), as clap uses.
 pub const EXIT_USAGE: i32 = 2;
@@ -31,9 +35,15 @@ enum Command {
     /// List functions of a binary that can be probed, or the counters that
     /// open on this machine.
     List(ListArgs),
+    /// Per-function statistics of a trace: calls, inclusive and self costs,
+    /// spread.
+    Report(ReportArgs),
     /// Print a trace, one line per record.
     Script(ScriptArgs),
-    /// Record a workload built into perfunc and print what was recorded.
+    /// Measure what the probes cost on this machine, per class of probed
+    /// instruction, and cache the profile recordings use.
+    Calibrate(CalibrateArgs),
+    /// Record a workload built into perfunc and print its report.
     Demo(DemoArgs),
     /// The demo's workload (run by `perfunc demo` in a child process).
     #[command(hide = true, name = "__workload")]
@@ -41,6 +51,15 @@ enum Command {
         /// Calls of the outer demo function.
         #[arg(default_value_t = 200)]
         iterations: u32,
+    },
+    /// The calibration workload (run by `perfunc calibrate`).
+    #[command(hide = true, name = "__calibrate-workload")]
+    CalibrateWorkload {
+        /// Calls of each calibration target per round.
+        calls: u64,
+        /// Rounds, each in a child process of its own.
+        #[arg(default_value_t = 1)]
+        rounds: u32,
     },
 }
 
@@ -92,6 +111,17 @@ pub struct RecordArgs {
     #[arg(short, long)]
     quiet: bool,
 
+    /// Probe costs to store with the trace for `perfunc report` to
+    /// subtract: `auto` (the cached profile for this machine and counters,
+    /// measured once when missing), `off`, or a profile file.
+    #[arg(long, value_name = "auto|off|FILE", default_value = "auto")]
+    calibration: calibrate::CalibrationMode,
+
+    /// Probe a leading `endbr64` itself instead of the instruction after it
+    /// (stepping over it is cheaper; see docs/calibration.md).
+    #[arg(long)]
+    no_endbr64_skip: bool,
+
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -118,6 +148,72 @@ pub struct ScriptArgs {
     /// The trace to print.
     #[arg(short, long, value_name = "FILE", default_value = "perfunc.trace")]
     input: PathBuf,
+}
+
+/// `perfunc report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The trace to analyze.
+    #[arg(short, long, value_name = "FILE", default_value = "perfunc.trace")]
+    input: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    /// Sort by this counter's sum (default: the first counter).
+    #[arg(long, value_name = "COUNTER")]
+    sort: Option<String>,
+
+    /// Sort by self cost (without the probed children) instead of inclusive.
+    #[arg(long = "self")]
+    by_self: bool,
+
+    /// Show only the first N functions.
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+
+    /// Only this thread's calls.
+    #[arg(long, value_name = "TID")]
+    tid: Option<u32>,
+
+    /// Only functions matching this glob (repeatable).
+    #[arg(long = "function", value_name = "PATTERN")]
+    functions: Vec<String>,
+
+    /// Leave flagged calls (migrated, multiplexed, context-switched) out of
+    /// the statistics.
+    #[arg(long)]
+    strict: bool,
+
+    /// Report the whole chunks before a corrupt one instead of failing.
+    #[arg(long)]
+    salvage: bool,
+
+    /// Worker threads for pairing and aggregation (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+/// `perfunc calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Counters to calibrate (default as for `record`); a profile holds
+    /// one counter set.
+    #[arg(short = 'e', long = "event", value_name = "COUNTERS")]
+    events: Vec<String>,
+
+    /// Calls of each target per round.
+    #[arg(long, value_name = "N", default_value_t = calibrate::DEFAULT_CALLS)]
+    calls: u64,
+
+    /// Rounds, each in a fresh process.
+    #[arg(long, value_name = "N", default_value_t = calibrate::DEFAULT_ROUNDS)]
+    rounds: u32,
+
+    /// Write the profile here instead of the cache.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 /// `perfunc demo`.
@@ -149,12 +245,15 @@ where
     match cli.command {
         Command::Record(args) => record::run(&args),
         Command::List(args) => list::run(&args).map(|()| 0),
+        Command::Report(args) => report::run(&args).map(|()| 0),
         Command::Script(args) => script::run(&args).map(|()| 0),
+        Command::Calibrate(args) => calibrate::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Workload { iterations } => {
             crate::demo::workload(iterations);
             Ok(0)
         }
+        Command::CalibrateWorkload { calls, rounds } => calibrate::workload(calls, rounds),
     }
 }
 

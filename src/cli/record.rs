@@ -9,13 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 
+use super::calibrate::{profile_for_recording, CalibrationMode};
 use super::units::human_bytes;
 use super::RecordArgs;
 use crate::events::{self, CounterSpec, DEFAULT_FALLBACK, DEFAULT_HARDWARE};
 use crate::probe::pmu::{self, SysfsPmus};
 use crate::probe::sys::signal_name;
 use crate::probe::{self, RecordOptions, RecordResult, RecordTarget, UprobeTarget};
-use crate::symbols::{self, FunctionSpec, Resolved};
+use crate::symbols::{self, FileOffset, Function, FunctionSpec, InsnClass, Resolved};
 use crate::trace::{ProbeKind, ProbeSite, Target, TraceHeader, TraceWriter};
 
 /// Runs `perfunc record`; returns the exit status.
@@ -33,6 +34,8 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
         buffer_bytes: args.buffer_size,
         duration: args.duration,
         quiet: args.quiet,
+        calibration: args.calibration.clone(),
+        skip_endbr64: !args.no_endbr64_skip,
     };
     let outcome = plan.record()?;
     Ok(outcome.report(&plan))
@@ -54,6 +57,10 @@ pub struct Plan {
     pub duration: Option<std::time::Duration>,
     /// No progress and no summary.
     pub quiet: bool,
+    /// Which probe-cost profile goes into the trace.
+    pub calibration: CalibrationMode,
+    /// Probe past a leading `endbr64` where that is safe.
+    pub skip_endbr64: bool,
 }
 
 /// What a finished recording left.
@@ -75,7 +82,11 @@ impl Plan {
             .map(|f| self.function_spec(f))
             .collect::<anyhow::Result<_>>()?;
         let resolved = symbols::resolve(&exe, &specs)?;
-        let header = self.header(&resolved);
+        let calibration = profile_for_recording(&self.calibration, &self.counters, self.quiet)?;
+        let mut header = self.header(&resolved);
+        header.calibration = calibration
+            .map(|p| serde_json::from_str(&p.to_json()))
+            .transpose()?;
         let probes = resolved
             .iter()
             .enumerate()
@@ -83,7 +94,7 @@ impl Plan {
                 probe_id: i as u32,
                 function: r.function.name.clone(),
                 binary: r.binary.path.clone(),
-                offset: r.function.offset.0,
+                offset: self.placement(&r.function).0 .0,
             })
             .collect();
         check_unchanged(&resolved)?;
@@ -113,6 +124,15 @@ impl Plan {
             .finish(&result.footer)
             .with_context(|| format!("failed to finish {}", self.output.display()))?;
         Ok(Outcome { result, bytes })
+    }
+
+    /// Where the probes of `f` go, and the class of the instruction there.
+    fn placement(&self, f: &Function) -> (FileOffset, InsnClass) {
+        if self.skip_endbr64 {
+            (f.probe_offset(), f.probe_class)
+        } else {
+            (f.offset, f.class)
+        }
     }
 
     /// The ELF file whose functions `-f` names.
@@ -166,9 +186,9 @@ impl Plan {
                     binary: r.binary.path.to_string_lossy().into_owned(),
                     build_id: r.binary.build_id_hex(),
                     addr: r.function.addr.0,
-                    offset: r.function.offset.0,
+                    offset: self.placement(&r.function).0 .0,
                     size: r.function.size,
-                    class: r.function.class.name().to_owned(),
+                    class: self.placement(&r.function).1.name().to_owned(),
                     kind: ProbeKind::Uprobe,
                 })
                 .collect(),

@@ -13,7 +13,7 @@ use object::{
 use serde::{Deserialize, Serialize};
 
 use super::demangle::demangle;
-use super::insn::MAX_INSN_LEN;
+use super::insn::{endbr64_skip, MAX_INSN_LEN};
 use super::{debug, pattern, InsnClass, SymbolError};
 
 /// A virtual address as written in the ELF file (before any load bias).
@@ -39,6 +39,19 @@ pub struct Function {
     pub offset: FileOffset,
     /// Class of the instruction at `offset` in the binary.
     pub class: InsnClass,
+    /// Bytes past `offset` where the probes go: 4 to step over a leading
+    /// `endbr64` when that is safe (see [`super::insn::endbr64_skip`]),
+    /// else 0.
+    pub probe_skip: u8,
+    /// Class of the instruction the probes are placed on.
+    pub probe_class: InsnClass,
+}
+
+impl Function {
+    /// The file offset the probes are placed at.
+    pub fn probe_offset(&self) -> FileOffset {
+        FileOffset(self.offset.0 + u64::from(self.probe_skip))
+    }
 }
 
 /// An ELF binary (executable or shared library) and its functions.
@@ -305,11 +318,21 @@ fn to_function(sym: Symbol, segments: &[LoadSegment], data: &[u8]) -> Option<Fun
         Ok(size) if size > 0 => size.min(MAX_INSN_LEN),
         _ => MAX_INSN_LEN,
     };
-    let code = data.get(start..)?;
-    let code = &code[..len.min(code.len())];
+    let rest = data.get(start..)?;
+    let code = &rest[..len.min(rest.len())];
+    let class = InsnClass::of(code);
+    let whole = usize::try_from(sym.size)
+        .ok()
+        .filter(|&size| size > 0 && size <= rest.len())
+        .map(|size| &rest[..size]);
+    let (probe_skip, probe_class) = whole
+        .and_then(|whole| endbr64_skip(whole, sym.addr))
+        .unwrap_or((0, class));
     Some(Function {
         name: demangle(&sym.name),
-        class: InsnClass::of(code),
+        class,
+        probe_skip,
+        probe_class,
         raw_name: sym.name,
         addr: ElfAddr(sym.addr),
         size: sym.size,
@@ -382,6 +405,8 @@ mod tests {
             size,
             offset: FileOffset(addr),
             class: InsnClass::Other,
+            probe_skip: 0,
+            probe_class: InsnClass::Other,
         };
         let binary = Binary {
             path: "/x".into(),

@@ -45,6 +45,46 @@ const ALL: [InsnClass; 10] = [
     PushRbp, PushReg, Endbr64, SubRsp, Nop1, Nop5, NopOther, Mov, Ret, Other,
 ];
 
+/// The bytes of `endbr64`.
+const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+/// Where to place the probes of a function whose code (all of it) starts at
+/// `addr`: past a leading `endbr64` when that is safe, so the probe lands on
+/// the next instruction (often an emulated `push`) instead of a
+/// single-stepped one. Returns the bytes to skip and the class of the
+/// instruction there, or `None` to probe the first instruction.
+///
+/// Safe means: the function starts with `endbr64` and no instruction of the
+/// function branches to `addr + 4` (a loop back to the instruction after
+/// the landing pad would hit the entry probe again without a new call).
+/// Every call and indirect branch to the function lands on `endbr64` and
+/// falls through to the probe, so no call is missed. Branches from other
+/// functions to `addr + 4` are not checked; compilers do not emit them.
+pub fn endbr64_skip(code: &[u8], addr: u64) -> Option<(u8, InsnClass)> {
+    if !code.starts_with(&ENDBR64) || code.len() <= ENDBR64.len() {
+        return None;
+    }
+    let after = addr + ENDBR64.len() as u64;
+    let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() {
+            return None;
+        }
+        let branches_to_after = (0..insn.op_count()).any(|i| {
+            matches!(
+                insn.op_kind(i),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            ) && insn.near_branch_target() == after
+        });
+        if branches_to_after {
+            return None;
+        }
+    }
+    Some((ENDBR64.len() as u8, InsnClass::of(&code[ENDBR64.len()..])))
+}
+
 impl InsnClass {
     /// Decodes the first instruction of `code` (64-bit mode) and classifies it.
     pub fn of(code: &[u8]) -> InsnClass {
@@ -145,6 +185,26 @@ impl FromStr for InsnClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endbr64_is_skipped_when_nothing_branches_past_it() {
+        // endbr64; push %rbp; mov %rsp,%rbp; pop %rbp; ret
+        let code = [0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+        assert_eq!(endbr64_skip(&code, 0x1000), Some((4, PushRbp)));
+    }
+
+    #[test]
+    fn endbr64_is_kept_when_a_loop_returns_past_it() {
+        // 0x1000: endbr64; 0x1004: dec %edi; 0x1006: jne 0x1004; 0x1008: ret
+        let code = [0xf3, 0x0f, 0x1e, 0xfa, 0xff, 0xcf, 0x75, 0xfc, 0xc3];
+        assert_eq!(endbr64_skip(&code, 0x1000), None);
+    }
+
+    #[test]
+    fn other_first_instructions_are_not_skipped() {
+        assert_eq!(endbr64_skip(&[0x55, 0xc3], 0x1000), None);
+        assert_eq!(endbr64_skip(&[0xf3, 0x0f, 0x1e, 0xfa], 0x1000), None);
+    }
 
     #[test]
     fn classifies_every_class_from_raw_bytes() {

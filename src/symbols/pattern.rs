@@ -96,6 +96,8 @@ mod tests {
             size: 1,
             offset: FileOffset(0),
             class: InsnClass::Other,
+            probe_skip: 0,
+            probe_class: InsnClass::Other,
         }
     }
 

@@ -574,3 +574,37 @@ fn flush_marks_the_end_of_a_round() {
     );
     assert!(r.round_end());
 }
+
+#[test]
+fn a_round_whose_chunks_already_went_out_still_ends() {
+    let header = header(1);
+    let mut w = TraceWriter::new(Vec::new(), &header)
+        .unwrap()
+        .with_chunk_bytes(1);
+    let values = [0u64];
+    let s = SampleIn {
+        time: 1,
+        pid: 1,
+        tid: 1,
+        probe: 0,
+        cpu: 0,
+        kind: RecordKind::Entry,
+        time_enabled: 0,
+        time_running: 0,
+        values: &values,
+    };
+    w.push_sample(&s).unwrap();
+    w.flush().unwrap();
+    w.flush().unwrap();
+    let bytes = w.finish(&Footer::default()).unwrap();
+    let mut r = TraceReader::new(bytes.as_slice()).unwrap();
+    let mut seen = Vec::new();
+    while let Some(chunk) = r.next_chunk().unwrap() {
+        if let Chunk::Samples(block) = chunk {
+            seen.push((block.len(), r.round_end()));
+        }
+    }
+    // The full chunk, then one empty chunk that ends its round; a second
+    // flush with nothing new writes nothing.
+    assert_eq!(seen, [(1, false), (0, true)]);
+}

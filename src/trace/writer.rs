@@ -33,6 +33,8 @@ pub struct TraceWriter<W: Write> {
     samples_written: u64,
     /// Set while [`flush`](Self::flush) emits its last chunk.
     round_end: bool,
+    /// Whether a chunk was written since the last round end.
+    open_round: bool,
 }
 
 impl<W: Write> TraceWriter<W> {
@@ -57,6 +59,7 @@ impl<W: Write> TraceWriter<W> {
             bytes_written: bytes.len() as u64,
             samples_written: 0,
             round_end: false,
+            open_round: false,
         })
     }
 
@@ -131,6 +134,14 @@ impl<W: Write> TraceWriter<W> {
     ///
     /// [`TraceError::Io`] if `W` fails.
     pub fn flush(&mut self) -> Result<(), TraceError> {
+        if self.pending_samples == 0 && self.pending_events == 0 && self.open_round {
+            // Chunks went out when the buffer filled: end their round with
+            // an empty one.
+            self.round_end = true;
+            let result = self.emit(ChunkKind::Samples, 0, &[]);
+            self.round_end = false;
+            result?;
+        }
         self.round_end = true;
         let result = self.emit_pending();
         self.round_end = false;
@@ -200,6 +211,7 @@ impl<W: Write> TraceWriter<W> {
 
     fn emit(&mut self, kind: ChunkKind, count: usize, payload: &[u8]) -> Result<(), TraceError> {
         let flags = if self.round_end { FLAG_ROUND_END } else { 0 };
+        self.open_round = !self.round_end;
         let count = to_u32(count, "chunk record count")?;
         let header = ChunkHeader::with_flags(kind, count, payload, flags)?;
         self.w.write_all(&header.encode())?;

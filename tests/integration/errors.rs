@@ -12,6 +12,8 @@ fn a_missing_function_lists_the_closest_names() {
     let err = stderr_of(
         &[
             "record",
+            "--calibration",
+            "off",
             "-e",
             "task-clock",
             "-f",
@@ -47,7 +49,17 @@ fn list_shows_functions_with_their_class() {
 #[test]
 fn an_unknown_counter_is_named() {
     let err = stderr_of(
-        &["record", "-e", "LLC-lod-misses", "-f", "x", "--", "true"],
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-e",
+            "LLC-lod-misses",
+            "-f",
+            "x",
+            "--",
+            "true",
+        ],
         1,
     );
     assert!(err.contains("LLC-lod-misses"), "{err}");
@@ -57,7 +69,17 @@ fn an_unknown_counter_is_named() {
 #[test]
 fn a_dead_pid_is_reported() {
     let err = stderr_of(
-        &["record", "-e", "task-clock", "-f", "x", "-p", "999999999"],
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-e",
+            "task-clock",
+            "-f",
+            "x",
+            "-p",
+            "999999999",
+        ],
         1,
     );
     assert!(err.contains("999999999"), "{err}");
@@ -68,6 +90,8 @@ fn a_missing_command_is_reported() {
     let err = stderr_of(
         &[
             "record",
+            "--calibration",
+            "off",
             "-e",
             "task-clock",
             "-f",
@@ -137,6 +161,8 @@ fn without_privileges_the_error_names_what_is_needed() {
         .arg(env!("CARGO_BIN_EXE_perfunc"))
         .args([
             "record",
+            "--calibration",
+            "off",
             "-e",
             "task-clock",
             "-f",

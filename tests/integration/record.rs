@@ -14,7 +14,16 @@ fn record(
     cmd: &[&str],
 ) -> std::path::PathBuf {
     let out = dir.path().join("t.perfunc");
-    let mut args = vec!["record", "-q", "-e", counters, "-o", out.to_str().unwrap()];
+    let mut args = vec![
+        "record",
+        "--calibration",
+        "off",
+        "-q",
+        "-e",
+        counters,
+        "-o",
+        out.to_str().unwrap(),
+    ];
     for f in functions {
         args.extend(["-f", f]);
     }
@@ -223,6 +232,8 @@ fn attach_to_a_running_process() {
     let perfunc_out = run_expect(
         &[
             "record",
+            "--calibration",
+            "off",
             "-q",
             "-e",
             "task-clock",
@@ -303,4 +314,69 @@ fn shared_library_functions_are_probed() {
     let site = &t.header.probes[0];
     assert!(site.binary.contains("libc.so.6"), "{}", site.binary);
     assert!(site.build_id.is_some());
+}
+
+#[test]
+fn dropped_records_are_counted_never_lost_silently() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let bin = workloads().to_str().unwrap();
+    // A ring of two pages per CPU cannot keep up with a tight loop.
+    let result = run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-e",
+            "task-clock",
+            "-m",
+            "8K",
+            "-f",
+            "pf_leaf",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            bin,
+            "loop",
+            "200000",
+        ],
+        0,
+    );
+    let t = trace(&out);
+    let TraceEnd::Complete(footer) = &t.end else {
+        panic!("incomplete trace")
+    };
+    let lost_events: u64 = t
+        .events
+        .iter()
+        .map(|e| match e {
+            perfunc::trace::Event::Lost { count, .. } => *count,
+            _ => 0,
+        })
+        .sum();
+    // Every probe hit is either in the trace or counted as lost.
+    assert_eq!(t.samples.len() as u64 + footer.lost, 400_000);
+    assert_eq!(lost_events, footer.lost);
+    if footer.lost > 0 {
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            stderr.contains(&format!("dropped {} records", footer.lost)),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_demo_records_its_workload() {
+    if !probes_available() {
+        return;
+    }
+    let out = run_expect(&["demo"], 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for f in ["perfunc::demo::handle_request", "perfunc::demo::checksum"] {
+        assert!(stdout.contains(f), "{stdout}");
+    }
 }

@@ -13,7 +13,17 @@ use crate::common::*;
 /// have reached the trace file.
 fn start_slow_recording(out: &Path) -> Child {
     let child = perfunc()
-        .args(["record", "-q", "-e", "task-clock", "-f", "pf_leaf", "-o"])
+        .args([
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-o",
+        ])
         .arg(out)
         .args(["--", workloads().to_str().unwrap(), "slow", "60"])
         .stdout(Stdio::null())
@@ -73,6 +83,8 @@ fn a_crashing_target_is_reported_and_cleaned_up() {
     let child = perfunc()
         .args([
             "record",
+            "--calibration",
+            "off",
             "-q",
             "-e",
             "task-clock",
@@ -114,6 +126,8 @@ fn a_truncated_trace_reads_up_to_its_last_whole_chunk() {
     run_expect(
         &[
             "record",
+            "--calibration",
+            "off",
             "-q",
             "-e",
             "task-clock",

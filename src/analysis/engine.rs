@@ -1,0 +1,330 @@
+//! Drives an analysis: reads a round while the previous one is paired on
+//! the pool, merges the values, and builds the [`Analysis`].
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use rayon::prelude::*;
+
+use super::order::{Batch, Orderer};
+use super::pair::{PairConfig, Thread};
+use super::stats::{Summary, ValueStore};
+use super::{
+    select_functions, Analysis, AnalysisError, AnalysisOptions, Call, CallPath, CounterStats,
+    FunctionStats, Reason, TraceSummary,
+};
+use crate::events::CounterSpec;
+use crate::trace::{Target, TraceEnd, TraceError, TraceHeader, TraceReader};
+
+/// `perf_event_attr` type and config of the `context-switches` counter.
+const CONTEXT_SWITCHES: (u32, u64) = (1, 3);
+
+/// Runs an analysis; `on_call` receives every complete call of a reported
+/// function.
+pub(super) fn run<R: Read>(
+    mut reader: TraceReader<R>,
+    opts: &AnalysisOptions,
+    mut on_call: Option<&mut dyn FnMut(&Call)>,
+) -> Result<Analysis, AnalysisError> {
+    let header = reader.header().clone();
+    let cfg = PairConfig {
+        ncounters: header.counters.len(),
+        strict: opts.strict,
+        switches: header.counters.iter().position(is_context_switches),
+        wanted: select_functions(&opts.functions, &header)?,
+        keep_calls: on_call.is_some(),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.unwrap_or(0))
+        .build()
+        .map_err(AnalysisError::ThreadPool)?;
+    let mut orderer = Orderer::new(cfg.ncounters, opts.tid).salvage(opts.salvage);
+    let mut pairing = Pairing::new(cfg, opts.exact_limit);
+    let mut batch = orderer.read_round(&mut reader)?;
+    while !orderer.ended {
+        let next = pool.in_place_scope(|scope| {
+            scope.spawn(|_| pairing.process(&batch));
+            orderer.read_round(&mut reader)
+        });
+        pairing.deliver(&mut on_call);
+        orderer.recycle(std::mem::replace(&mut batch, next?));
+    }
+    pool.install(|| pairing.process(&batch));
+    pairing.deliver(&mut on_call);
+    let end = match &orderer.salvaged {
+        Some(TraceError::CorruptChunk { offset, .. }) => TraceEnd::Truncated {
+            last_whole_chunk_end: *offset,
+            bytes_lost: 0,
+        },
+        _ => reader
+            .end()
+            .cloned()
+            .expect("the orderer saw the trace end"),
+    };
+    let mut trace = summarize(&header, &orderer, &end);
+    trace.salvaged = orderer.salvaged.as_ref().map(ToString::to_string);
+    Ok(pool.install(|| pairing.finish(&header, trace)))
+}
+
+fn is_context_switches(spec: &CounterSpec) -> bool {
+    (spec.type_, spec.config) == CONTEXT_SWITCHES
+}
+
+fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSummary {
+    let (duration_ns, lost, complete, bytes_lost) = match end {
+        TraceEnd::Complete(footer) => (footer.duration_ns, footer.lost.max(orderer.lost), true, 0),
+        TraceEnd::Truncated { bytes_lost, .. } => (0, orderer.lost, false, *bytes_lost),
+    };
+    TraceSummary {
+        command: match &header.target {
+            Target::Command { argv } => argv.join(" "),
+            Target::Attach { pid } => format!("pid {pid}"),
+        },
+        counters: header.counters.clone(),
+        duration_ns,
+        records: orderer.records,
+        lost,
+        threads: orderer.tids.len() as u64,
+        complete,
+        bytes_lost,
+        salvaged: None,
+    }
+}
+
+/// Everything on the pairing side: threads, value stores, kept calls.
+struct Pairing {
+    cfg: PairConfig,
+    exact_limit: usize,
+    threads: BTreeMap<u32, Thread>,
+    /// Per probe, per counter.
+    stores: Vec<Vec<ValueStore>>,
+    calls: Vec<Call>,
+}
+
+impl Pairing {
+    fn new(cfg: PairConfig, exact_limit: usize) -> Self {
+        let stores = (0..cfg.wanted.len())
+            .map(|_| (0..cfg.ncounters).map(|_| ValueStore::default()).collect())
+            .collect();
+        Self {
+            cfg,
+            exact_limit,
+            threads: BTreeMap::new(),
+            stores,
+            calls: Vec::new(),
+        }
+    }
+
+    /// Pairs one round, one task per thread, then merges its values.
+    fn process(&mut self, batch: &Batch) {
+        for records in &batch.threads {
+            self.threads
+                .entry(records.tid)
+                .or_insert_with(|| Thread::new(records.tid, &self.cfg));
+        }
+        let with_events = !batch.events.is_empty();
+        let mut released = batch.threads.iter().peekable();
+        let mut jobs: Vec<(&mut Thread, &[u64])> = Vec::new();
+        for (tid, thread) in &mut self.threads {
+            let words = released
+                .next_if(|r| r.tid == *tid)
+                .map_or(&[][..], |r| &r.words[..]);
+            if !words.is_empty() || (with_events && thread.is_open()) {
+                jobs.push((thread, words));
+            }
+        }
+        let cfg = &self.cfg;
+        jobs.par_iter_mut()
+            .for_each(|(thread, words)| thread.process(cfg, words, &batch.events));
+        merge_values(&mut self.stores, &jobs, self.exact_limit);
+        jobs.par_iter_mut()
+            .for_each(|(thread, _)| thread.end_round());
+        if cfg.keep_calls {
+            for (thread, _) in &mut jobs {
+                self.calls.append(&mut thread.calls);
+            }
+        }
+    }
+
+    /// Hands the kept calls of the last round to `on_call`.
+    fn deliver(&mut self, on_call: &mut Option<&mut dyn FnMut(&Call)>) {
+        if let Some(on_call) = on_call {
+            self.calls.drain(..).for_each(|call| on_call(&call));
+        }
+    }
+
+    /// Ends the open frames and builds the analysis.
+    fn finish(mut self, header: &TraceHeader, trace: TraceSummary) -> Analysis {
+        for thread in self.threads.values_mut() {
+            thread.close(&self.cfg);
+        }
+        let totals = self.totals();
+        let flat: Vec<Summary> = self
+            .stores
+            .par_iter_mut()
+            .flat_map(|stores| stores.par_iter_mut())
+            .map(ValueStore::summary)
+            .collect();
+        let n = self.cfg.ncounters;
+        let summaries = (0..self.stores.len()).map(|p| &flat[p * n..(p + 1) * n]);
+        let mut discarded = BTreeMap::new();
+        let mut functions = Vec::new();
+        for ((probe, total), summaries) in header.probes.iter().zip(totals).zip(summaries) {
+            if total.calls == 0 {
+                continue;
+            }
+            for (reason, count) in reasons(&total.discarded) {
+                *discarded.entry(reason).or_insert(0) += count;
+            }
+            functions.push(FunctionStats {
+                probe: probe.id,
+                name: probe.function.clone(),
+                binary: probe.binary.clone(),
+                calls: total.calls,
+                used: total.used,
+                discarded: reasons(&total.discarded).collect(),
+                flagged: reasons(&total.flagged).collect(),
+                counters: counter_stats(&header.counters, summaries, &total),
+            });
+        }
+        Analysis {
+            trace,
+            functions,
+            tree: self.tree(),
+            discarded,
+            strict: self.cfg.strict,
+        }
+    }
+
+    /// Per probe, the counts and self sums of every thread.
+    fn totals(&self) -> Vec<Total> {
+        let n = self.cfg.ncounters;
+        let mut totals: Vec<Total> = (0..self.cfg.wanted.len())
+            .map(|_| Total {
+                self_sum: vec![0; n],
+                ..Total::default()
+            })
+            .collect();
+        for thread in self.threads.values() {
+            for (total, func) in totals.iter_mut().zip(&thread.funcs) {
+                let Some(func) = func else { continue };
+                total.calls += func.calls;
+                total.used += func.used;
+                add(&mut total.discarded, &func.discarded);
+                add(&mut total.flagged, &func.flagged);
+                add(&mut total.self_sum, &func.self_sum);
+            }
+        }
+        totals
+    }
+
+    /// Used calls by call path, across threads, sorted by path.
+    fn tree(&self) -> Vec<CallPath> {
+        let n = self.cfg.ncounters;
+        let mut paths: BTreeMap<Vec<u32>, (u64, Vec<i128>, Vec<i128>)> = BTreeMap::new();
+        for thread in self.threads.values() {
+            for (node, acc) in thread.nodes.iter().enumerate() {
+                if acc.calls == 0 {
+                    continue;
+                }
+                let entry = paths
+                    .entry(thread.trie.path(node as u32))
+                    .or_insert_with(|| (0, vec![0; n], vec![0; n]));
+                entry.0 += acc.calls;
+                add(&mut entry.1, &acc.inclusive);
+                add(&mut entry.2, &acc.self_);
+            }
+        }
+        paths
+            .into_iter()
+            .map(|(path, (calls, inclusive, self_))| CallPath {
+                path,
+                calls,
+                inclusive: inclusive.iter().map(|&v| v as f64).collect(),
+                self_: self_.iter().map(|&v| v as f64).collect(),
+            })
+            .collect()
+    }
+}
+
+/// Appends the round's values of every job to the stores, one task per
+/// probe, in thread-id order so the result does not depend on the pool.
+fn merge_values(stores: &mut [Vec<ValueStore>], jobs: &[(&mut Thread, &[u64])], limit: usize) {
+    let mut work: Vec<(u32, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (thread, _))| thread.touched.iter().map(move |&probe| (probe, i)))
+        .collect();
+    work.sort_unstable();
+    let mut groups = work.chunk_by(|a, b| a.0 == b.0).peekable();
+    let mut tasks = Vec::new();
+    for (probe, store) in stores.iter_mut().enumerate() {
+        if let Some(group) = groups.next_if(|g| g[0].0 as usize == probe) {
+            tasks.push((store, group));
+        }
+    }
+    tasks.into_par_iter().for_each(|(store, group)| {
+        for &(probe, job) in group {
+            let func = jobs[job].0.funcs[probe as usize]
+                .as_ref()
+                .expect("a touched probe has calls");
+            for (values, store) in func.inclusive.iter().zip(store.iter_mut()) {
+                store.extend(values, limit);
+            }
+        }
+    });
+}
+
+/// One function's counts across threads.
+#[derive(Debug, Default)]
+struct Total {
+    calls: u64,
+    used: u64,
+    discarded: [u64; Reason::ALL.len()],
+    flagged: [u64; Reason::ALL.len()],
+    self_sum: Vec<i128>,
+}
+
+fn add<T: Copy + std::ops::AddAssign>(sums: &mut [T], values: &[T]) {
+    for (sum, &value) in sums.iter_mut().zip(values) {
+        *sum += value;
+    }
+}
+
+/// The reasons with a count.
+fn reasons(counts: &[u64; Reason::ALL.len()]) -> impl Iterator<Item = (Reason, u64)> + '_ {
+    Reason::ALL
+        .into_iter()
+        .zip(counts.iter().copied())
+        .filter(|&(_, count)| count > 0)
+}
+
+fn counter_stats(specs: &[CounterSpec], summaries: &[Summary], total: &Total) -> Vec<CounterStats> {
+    specs
+        .iter()
+        .zip(summaries)
+        .zip(&total.self_sum)
+        .map(|((spec, s), &self_sum)| {
+            let self_sum = self_sum as f64;
+            CounterStats {
+                name: spec.name.clone(),
+                unit: spec.unit,
+                sum: s.sum as f64,
+                mean: s.mean,
+                stddev: s.stddev,
+                min: s.min as f64,
+                p50: s.percentiles[0],
+                p90: s.percentiles[1],
+                p99: s.percentiles[2],
+                max: s.max as f64,
+                self_sum,
+                self_mean: if total.used == 0 {
+                    0.0
+                } else {
+                    self_sum / total.used as f64
+                },
+                exact: s.exact,
+            }
+        })
+        .collect()
+}

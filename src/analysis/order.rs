@@ -1,0 +1,449 @@
+//! Puts records back in time order, round by round, and hands them out
+//! grouped by thread.
+//!
+//! A pending record is `4 + N` words: time, time_enabled, time_running,
+//! probe/cpu/kind packed, then the `N` counter values.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+
+use crate::trace::{Chunk, Event, RecordKind, SampleBlock, TraceError, TraceReader};
+
+/// Words of a pending record before its counter values.
+pub(super) const FIXED_WORDS: usize = 4;
+
+/// One pending record, read in place.
+#[derive(Clone, Copy)]
+pub(super) struct Rec<'a>(&'a [u64]);
+
+impl<'a> Rec<'a> {
+    pub(super) fn new(words: &'a [u64]) -> Self {
+        Self(words)
+    }
+
+    pub(super) fn time(self) -> u64 {
+        self.0[0]
+    }
+
+    pub(super) fn enabled(self) -> u64 {
+        self.0[1]
+    }
+
+    pub(super) fn running(self) -> u64 {
+        self.0[2]
+    }
+
+    pub(super) fn probe(self) -> u32 {
+        self.0[3] as u32
+    }
+
+    pub(super) fn cpu(self) -> u16 {
+        (self.0[3] >> 32) as u16
+    }
+
+    pub(super) fn is_entry(self) -> bool {
+        self.0[3] >> 48 == 0
+    }
+
+    pub(super) fn values(self) -> &'a [u64] {
+        &self.0[FIXED_WORDS..]
+    }
+}
+
+/// A fast hasher for integer keys (the FxHash step).
+#[derive(Default, Clone, Copy)]
+pub(super) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl IntHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// A hash map keyed by integers.
+pub(super) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// A non-sample record that pairing needs, in time order with the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EventKind {
+    /// Records were lost on this CPU.
+    Lost { cpu: u32 },
+    /// This thread exited.
+    Exit { tid: u32 },
+}
+
+/// An event and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TimedEvent {
+    pub time: u64,
+    pub kind: EventKind,
+}
+
+/// The released records of one thread, in time order.
+#[derive(Debug, Default)]
+pub(super) struct ThreadRecords {
+    pub tid: u32,
+    pub words: Vec<u64>,
+}
+
+/// What one round releases: records by thread (sorted by tid) and events,
+/// each in time order.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    pub threads: Vec<ThreadRecords>,
+    pub events: Vec<TimedEvent>,
+}
+
+/// One thread's records not yet released.
+#[derive(Debug)]
+struct Pending {
+    tid: u32,
+    /// Records read before the last round end, sorted: every one is at or
+    /// before the next round end's cutoff, so they leave whole, uncopied.
+    older: Vec<u64>,
+    /// Records read since.
+    current: Vec<u64>,
+    /// The latest time in `current`.
+    last_time: u64,
+    /// Whether `current` is in time order.
+    sorted: bool,
+}
+
+impl Pending {
+    /// Takes the records stamped at or before `cutoff`, in time order.
+    fn release(&mut self, cutoff: u64, stride: usize, spare: &mut Vec<Vec<u64>>) -> Vec<u64> {
+        if !self.sorted {
+            sort_by_time(&mut self.current, stride);
+        }
+        let count = released(&self.current, stride, cutoff) * stride;
+        let mut out = std::mem::take(&mut self.older);
+        if count > 0 {
+            let in_order = out.len() < stride || out[out.len() - stride] <= self.current[0];
+            out.extend_from_slice(&self.current[..count]);
+            self.current.drain(..count);
+            if !in_order {
+                sort_by_time(&mut out, stride);
+            }
+        }
+        let fresh = spare.pop().unwrap_or_default();
+        self.older = std::mem::replace(&mut self.current, fresh);
+        self.last_time = 0;
+        self.sorted = true;
+        out
+    }
+}
+
+/// Records read but not yet released, and what the reader has seen.
+#[derive(Debug)]
+pub(super) struct Orderer {
+    stride: usize,
+    tid_filter: Option<u32>,
+    pending: Vec<Pending>,
+    index: IntMap<u32, usize>,
+    /// The tid of the last sample and its pending slot (`None`: filtered).
+    last: Option<(u32, Option<usize>)>,
+    events: Vec<TimedEvent>,
+    seen_max: Option<u64>,
+    /// The latest time seen up to the previous round end.
+    watermark: Option<u64>,
+    spare: Vec<Vec<u64>>,
+    /// Sample records read.
+    pub records: u64,
+    /// Records lost according to `Lost` events.
+    pub lost: u64,
+    /// Threads with samples.
+    pub tids: HashSet<u32>,
+    /// Whether the trace has ended.
+    pub ended: bool,
+    /// Whether a corrupt chunk ends the trace (`--salvage`) instead of
+    /// failing the analysis.
+    salvage: bool,
+    /// The corruption that ended the trace under `salvage`.
+    pub salvaged: Option<TraceError>,
+}
+
+impl Orderer {
+    pub(super) fn new(ncounters: usize, tid_filter: Option<u32>) -> Self {
+        Self {
+            stride: FIXED_WORDS + ncounters,
+            tid_filter,
+            pending: Vec::new(),
+            index: IntMap::default(),
+            last: None,
+            events: Vec::new(),
+            seen_max: None,
+            watermark: None,
+            spare: Vec::new(),
+            records: 0,
+            lost: 0,
+            tids: HashSet::new(),
+            ended: false,
+            salvage: false,
+            salvaged: None,
+        }
+    }
+
+    /// Ends the trace at a corrupt chunk instead of failing: the whole
+    /// chunks before it are analyzed.
+    pub(super) fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
+    /// The next chunk; under `salvage`, a corrupt chunk ends the trace.
+    fn next_chunk<R: Read>(
+        &mut self,
+        reader: &mut TraceReader<R>,
+    ) -> Result<Option<Chunk>, TraceError> {
+        match reader.next_chunk() {
+            Err(e @ TraceError::CorruptChunk { .. }) if self.salvage => {
+                self.salvaged = Some(e);
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// Reads chunks up to the end of a round (or of the trace) and returns
+    /// what that releases.
+    pub(super) fn read_round<R: Read>(
+        &mut self,
+        reader: &mut TraceReader<R>,
+    ) -> Result<Batch, TraceError> {
+        loop {
+            match self.next_chunk(reader)? {
+                None => {
+                    self.ended = true;
+                    return Ok(self.release(Some(u64::MAX)));
+                }
+                Some(Chunk::Samples(block)) => {
+                    self.push_samples(&block);
+                    reader.recycle(Chunk::Samples(block));
+                }
+                Some(Chunk::Events(events)) => self.push_events(&events),
+                Some(Chunk::Footer(_)) => {}
+            }
+            if reader.round_end() {
+                let cutoff = std::mem::replace(&mut self.watermark, self.seen_max);
+                return Ok(self.release(cutoff));
+            }
+        }
+    }
+
+    /// Gives the buffers of a processed batch back for reuse.
+    pub(super) fn recycle(&mut self, batch: Batch) {
+        self.spare.extend(batch.threads.into_iter().map(|mut t| {
+            t.words.clear();
+            t.words
+        }));
+    }
+
+    fn push_samples(&mut self, block: &SampleBlock) {
+        self.records += block.len() as u64;
+        for s in block.iter() {
+            let time = s.time();
+            self.seen(time);
+            let Some(slot) = self.slot(s.tid()) else {
+                continue;
+            };
+            let pending = &mut self.pending[slot];
+            if time < pending.last_time {
+                pending.sorted = false;
+            }
+            pending.last_time = pending.last_time.max(time);
+            let kind = u64::from(s.kind() == RecordKind::Return);
+            let meta = u64::from(s.probe()) | u64::from(s.cpu()) << 32 | kind << 48;
+            let words = &mut pending.current;
+            words.extend_from_slice(&[time, s.time_enabled(), s.time_running(), meta]);
+            words.extend(s.values());
+        }
+    }
+
+    /// The pending slot of `tid`, created on first sight; `None` if the
+    /// thread is filtered out.
+    fn slot(&mut self, tid: u32) -> Option<usize> {
+        if let Some((last_tid, slot)) = self.last {
+            if last_tid == tid {
+                return slot;
+            }
+        }
+        self.tids.insert(tid);
+        let slot = match self.tid_filter {
+            Some(only) if only != tid => None,
+            _ => Some(*self.index.entry(tid).or_insert_with(|| {
+                self.pending.push(Pending {
+                    tid,
+                    older: Vec::new(),
+                    current: Vec::new(),
+                    last_time: 0,
+                    sorted: true,
+                });
+                self.pending.len() - 1
+            })),
+        };
+        self.last = Some((tid, slot));
+        slot
+    }
+
+    fn push_events(&mut self, events: &[Event]) {
+        for event in events {
+            let (time, kind) = match *event {
+                Event::Lost { time, cpu, count } => {
+                    self.lost += count;
+                    (time, EventKind::Lost { cpu })
+                }
+                Event::Exit { time, tid, .. } => (time, EventKind::Exit { tid }),
+                Event::Fork { .. } | Event::Comm { .. } => continue,
+            };
+            self.seen(time);
+            self.events.push(TimedEvent { time, kind });
+        }
+    }
+
+    fn seen(&mut self, time: u64) {
+        self.seen_max = Some(self.seen_max.map_or(time, |max| max.max(time)));
+    }
+
+    /// Releases every pending record and event stamped at or before
+    /// `cutoff` (none for `None`).
+    fn release(&mut self, cutoff: Option<u64>) -> Batch {
+        let Some(cutoff) = cutoff else {
+            return Batch::default();
+        };
+        let stride = self.stride;
+        let mut threads = Vec::new();
+        for pending in &mut self.pending {
+            let words = pending.release(cutoff, stride, &mut self.spare);
+            if words.is_empty() {
+                self.spare.push(words);
+            } else {
+                threads.push(ThreadRecords {
+                    tid: pending.tid,
+                    words,
+                });
+            }
+        }
+        threads.sort_unstable_by_key(|t| t.tid);
+        self.events.sort_by_key(|e| e.time);
+        let split = self.events.partition_point(|e| e.time <= cutoff);
+        let events = self.events.drain(..split).collect();
+        Batch { threads, events }
+    }
+}
+
+/// Sorts records of `stride` words by time, keeping file order for equal
+/// times.
+fn sort_by_time(words: &mut Vec<u64>, stride: usize) {
+    let mut order: Vec<(u64, usize)> = words
+        .chunks_exact(stride)
+        .enumerate()
+        .map(|(i, rec)| (rec[0], i))
+        .collect();
+    // Stable and unstable agree on unique keys; the stable sort finds the
+    // sorted runs that each CPU's records form.
+    order.sort();
+    let mut sorted = Vec::with_capacity(words.len());
+    for (_, i) in order {
+        sorted.extend_from_slice(&words[i * stride..(i + 1) * stride]);
+    }
+    *words = sorted;
+}
+
+/// How many leading records (sorted by time) are stamped at or before
+/// `cutoff`.
+fn released(words: &[u64], stride: usize, cutoff: u64) -> usize {
+    let (mut lo, mut hi) = (0, words.len() / stride);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if words[mid * stride] <= cutoff {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(times: &[u64]) -> Vec<u64> {
+        times
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &t)| [t, i as u64])
+            .collect()
+    }
+
+    #[test]
+    fn sort_is_stable_by_time() {
+        let mut w = words(&[30, 10, 20, 10]);
+        sort_by_time(&mut w, 2);
+        assert_eq!(w, [10, 1, 10, 3, 20, 2, 30, 0]);
+    }
+
+    #[test]
+    fn released_counts_records_at_or_before_the_cutoff() {
+        let w = words(&[10, 20, 20, 30]);
+        assert_eq!(released(&w, 2, 5), 0);
+        assert_eq!(released(&w, 2, 20), 3);
+        assert_eq!(released(&w, 2, 30), 4);
+        assert_eq!(released(&[], 2, 30), 0);
+    }
+
+    #[test]
+    fn pending_releases_older_records_whole_and_sorts_late_ones_in() {
+        let mut pending = Pending {
+            tid: 1,
+            older: Vec::new(),
+            current: words(&[10, 30, 20]),
+            last_time: 30,
+            sorted: false,
+        };
+        let mut spare = Vec::new();
+        assert!(pending.release(5, 2, &mut spare).is_empty());
+        assert_eq!(pending.older, [10, 0, 20, 2, 30, 1]);
+        pending.current = words(&[15, 40]);
+        assert_eq!(
+            pending.release(20, 2, &mut spare),
+            [10, 0, 15, 0, 20, 2, 30, 1],
+            "every older record leaves, with the late 15 sorted in"
+        );
+        assert_eq!(pending.older, [40, 1]);
+        assert_eq!(pending.release(u64::MAX, 2, &mut spare), [40, 1]);
+        assert!(pending.older.is_empty() && pending.current.is_empty());
+    }
+
+    #[test]
+    fn rec_unpacks_the_meta_word() {
+        let meta = 7 | 3 << 32 | 1 << 48;
+        let words = [100, 50, 40, meta, 9, 8];
+        let rec = Rec::new(&words);
+        assert_eq!((rec.time(), rec.enabled(), rec.running()), (100, 50, 40));
+        assert_eq!((rec.probe(), rec.cpu(), rec.is_entry()), (7, 3, false));
+        assert_eq!(rec.values(), [9, 8]);
+        assert!(Rec::new(&[0, 0, 0, 7, 1]).is_entry());
+    }
+}

@@ -1,0 +1,432 @@
+//! Pairing of one thread's records with a shadow stack of open frames, and
+//! the thread's share of the statistics.
+
+use super::order::{EventKind, IntMap, Rec, TimedEvent, FIXED_WORDS};
+use super::{Call, CallFlags, Reason};
+
+/// Parent of the outermost frames in the path trie.
+const ROOT: u32 = u32::MAX;
+
+/// What pairing needs to know about the whole trace.
+#[derive(Debug)]
+pub(super) struct PairConfig {
+    /// Counters per record.
+    pub ncounters: usize,
+    /// Leave flagged calls out.
+    pub strict: bool,
+    /// Index of the `context-switches` counter, if recorded.
+    pub switches: Option<usize>,
+    /// Per probe: whether it is reported.
+    pub wanted: Vec<bool>,
+    /// Whether to keep every complete call as a [`Call`].
+    pub keep_calls: bool,
+}
+
+impl PairConfig {
+    /// Why a complete call with `flags` is left out, if it is.
+    fn discard_reason(&self, flags: CallFlags) -> Option<Reason> {
+        if flags.contains(CallFlags::LOST_RECORDS) {
+            return Some(Reason::LostRecords);
+        }
+        if self.strict {
+            return flags.reasons().next();
+        }
+        None
+    }
+
+    fn wanted(&self, probe: u32) -> bool {
+        self.wanted[probe as usize]
+    }
+}
+
+/// One thread's calls of one function.
+#[derive(Debug, Default)]
+pub(super) struct FuncAcc {
+    pub calls: u64,
+    pub used: u64,
+    /// Indexed by `Reason as usize`.
+    pub discarded: [u64; Reason::ALL.len()],
+    pub flagged: [u64; Reason::ALL.len()],
+    /// Per counter.
+    pub self_sum: Vec<i128>,
+    /// Per counter, the inclusive deltas of this round's used calls, not
+    /// yet merged into the function's stores.
+    pub inclusive: Vec<Vec<i64>>,
+    /// Whether the probe is in the thread's `touched` list.
+    touched: bool,
+}
+
+/// Used calls per call path node of one thread.
+#[derive(Debug, Default)]
+pub(super) struct NodeAcc {
+    pub calls: u64,
+    pub inclusive: Vec<i128>,
+    pub self_: Vec<i128>,
+}
+
+/// Slots of the direct-mapped cache in front of the trie's map.
+const CACHE_SLOTS: usize = 256;
+
+/// Call paths of one thread as a trie of probe ids.
+#[derive(Debug)]
+pub(super) struct Trie {
+    /// Per node: parent node ([`ROOT`] for outermost) and probe.
+    nodes: Vec<(u32, u32)>,
+    children: IntMap<u64, u32>,
+    /// Recent (parent, probe) keys and their nodes; most entries hit here.
+    cache: Vec<(u64, u32)>,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            children: IntMap::default(),
+            cache: vec![(u64::MAX, 0); CACHE_SLOTS],
+        }
+    }
+}
+
+impl Trie {
+    fn child(&mut self, parent: u32, probe: u32) -> u32 {
+        let key = u64::from(parent) << 32 | u64::from(probe);
+        let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize;
+        if self.cache[slot].0 == key {
+            return self.cache[slot].1;
+        }
+        let next = self.nodes.len() as u32;
+        let node = *self.children.entry(key).or_insert(next);
+        if node == next {
+            self.nodes.push((parent, probe));
+        }
+        self.cache[slot] = (key, node);
+        node
+    }
+
+    /// Probe ids from the outermost frame to `node`.
+    pub(super) fn path(&self, mut node: u32) -> Vec<u32> {
+        let mut path = Vec::new();
+        while node != ROOT {
+            let (parent, probe) = self.nodes[node as usize];
+            path.push(probe);
+            node = parent;
+        }
+        path.reverse();
+        path
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    probe: u32,
+    node: u32,
+    start: u64,
+    enabled: u64,
+    running: u64,
+    cpu: u16,
+    lost: bool,
+    descendants: u32,
+}
+
+/// One thread: its open frames and its share of the statistics.
+#[derive(Debug, Default)]
+pub(super) struct Thread {
+    pub tid: u32,
+    frames: Vec<Frame>,
+    /// Entry values of the open frames, `ncounters` per frame.
+    entry: Vec<u64>,
+    /// Sums of the direct children's inclusive deltas, per open frame.
+    children: Vec<i64>,
+    last_cpu: Option<u16>,
+    inclusive: Vec<i64>,
+    self_: Vec<i64>,
+    pub trie: Trie,
+    /// Per probe, created on the first call.
+    pub funcs: Vec<Option<Box<FuncAcc>>>,
+    /// Probes with values to merge this round.
+    pub touched: Vec<u32>,
+    /// Per trie node.
+    pub nodes: Vec<NodeAcc>,
+    /// Complete calls of this round, when kept.
+    pub calls: Vec<Call>,
+}
+
+impl Thread {
+    pub(super) fn new(tid: u32, cfg: &PairConfig) -> Self {
+        Self {
+            tid,
+            inclusive: vec![0; cfg.ncounters],
+            self_: vec![0; cfg.ncounters],
+            funcs: (0..cfg.wanted.len()).map(|_| None).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a frame is open.
+    pub(super) fn is_open(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Pairs a round of this thread's records (in time order) with the
+    /// round's events; an event applies after the records of its time.
+    pub(super) fn process(&mut self, cfg: &PairConfig, words: &[u64], events: &[TimedEvent]) {
+        let stride = FIXED_WORDS + cfg.ncounters;
+        let mut rest = words;
+        for event in events {
+            let before = rest
+                .chunks_exact(stride)
+                .take_while(|rec| Rec::new(rec).time() <= event.time)
+                .count();
+            let (now, later) = rest.split_at(before * stride);
+            self.records(cfg, now);
+            self.apply(cfg, event.kind);
+            rest = later;
+        }
+        self.records(cfg, rest);
+    }
+
+    fn records(&mut self, cfg: &PairConfig, words: &[u64]) {
+        for rec in words.chunks_exact(FIXED_WORDS + cfg.ncounters) {
+            let rec = Rec::new(rec);
+            if rec.is_entry() {
+                self.enter(rec);
+            } else {
+                self.leave(cfg, rec);
+            }
+            self.last_cpu = Some(rec.cpu());
+        }
+    }
+
+    fn apply(&mut self, cfg: &PairConfig, event: EventKind) {
+        match event {
+            EventKind::Lost { cpu } => {
+                if self.last_cpu.map(u32::from) == Some(cpu) {
+                    self.frames.iter_mut().for_each(|f| f.lost = true);
+                }
+            }
+            EventKind::Exit { tid } => {
+                if tid == self.tid {
+                    self.close(cfg);
+                }
+            }
+        }
+    }
+
+    /// Ends every open frame as an entry without return.
+    pub(super) fn close(&mut self, cfg: &PairConfig) {
+        while let Some(frame) = self.frames.pop() {
+            self.discard(cfg, frame.probe, Reason::EntryWithoutReturn);
+        }
+        self.entry.clear();
+        self.children.clear();
+    }
+
+    fn enter(&mut self, rec: Rec<'_>) {
+        let parent = self.frames.last().map_or(ROOT, |f| f.node);
+        let node = self.trie.child(parent, rec.probe());
+        self.frames.push(Frame {
+            probe: rec.probe(),
+            node,
+            start: rec.time(),
+            enabled: rec.enabled(),
+            running: rec.running(),
+            cpu: rec.cpu(),
+            lost: false,
+            descendants: 0,
+        });
+        self.entry.extend_from_slice(rec.values());
+        self.children.resize(self.entry.len(), 0);
+    }
+
+    fn leave(&mut self, cfg: &PairConfig, rec: Rec<'_>) {
+        let probe = rec.probe();
+        let Some(at) = self.frames.iter().rposition(|f| f.probe == probe) else {
+            self.discard(cfg, probe, Reason::ReturnWithoutEntry);
+            return;
+        };
+        while self.frames.len() > at + 1 {
+            let frame = self.pop(cfg.ncounters);
+            self.discard(cfg, frame.probe, Reason::Unwound);
+        }
+        self.complete(cfg, rec);
+    }
+
+    /// Pops the top frame, counting it among its parent's descendants.
+    fn pop(&mut self, ncounters: usize) -> Frame {
+        let frame = self.frames.pop().expect("a frame is open");
+        let base = self.frames.len() * ncounters;
+        self.entry.truncate(base);
+        self.children.truncate(base);
+        if let Some(parent) = self.frames.last_mut() {
+            parent.descendants += 1 + frame.descendants;
+        }
+        frame
+    }
+
+    /// Completes the top frame with its return record.
+    fn complete(&mut self, cfg: &PairConfig, rec: Rec<'_>) {
+        let n = cfg.ncounters;
+        let base = (self.frames.len() - 1) * n;
+        for (j, &value) in rec.values().iter().enumerate() {
+            let inclusive = value.wrapping_sub(self.entry[base + j]) as i64;
+            self.inclusive[j] = inclusive;
+            self.self_[j] = inclusive.wrapping_sub(self.children[base + j]);
+        }
+        let frame = self.pop(n);
+        if !self.frames.is_empty() {
+            let parent = &mut self.children[base - n..base];
+            for (sum, &inclusive) in parent.iter_mut().zip(&self.inclusive) {
+                *sum = sum.wrapping_add(inclusive);
+            }
+        }
+        if !cfg.wanted(frame.probe) {
+            return;
+        }
+        let flags = self.flags(cfg, &frame, rec);
+        self.settle(cfg, &frame, flags);
+        if cfg.keep_calls {
+            self.calls.push(Call {
+                probe: frame.probe,
+                tid: self.tid,
+                depth: self.frames.len() as u32,
+                start: frame.start,
+                end: rec.time(),
+                inclusive: self.inclusive.clone(),
+                self_: self.self_.clone(),
+                descendants: frame.descendants,
+                flags,
+            });
+        }
+    }
+
+    fn flags(&self, cfg: &PairConfig, frame: &Frame, rec: Rec<'_>) -> CallFlags {
+        let mut flags = CallFlags::NONE;
+        if frame.lost {
+            flags |= CallFlags::LOST_RECORDS;
+        }
+        if frame.cpu != rec.cpu() {
+            flags |= CallFlags::MIGRATED;
+        }
+        let enabled = rec.enabled().wrapping_sub(frame.enabled);
+        let running = rec.running().wrapping_sub(frame.running);
+        if running < enabled {
+            flags |= CallFlags::MULTIPLEXED;
+        }
+        if cfg.switches.is_some_and(|j| self.inclusive[j] > 0) {
+            flags |= CallFlags::CONTEXT_SWITCHED;
+        }
+        flags
+    }
+
+    fn func(&mut self, probe: u32) -> &mut FuncAcc {
+        self.funcs[probe as usize].get_or_insert_with(Box::default)
+    }
+
+    /// Counts a call that could not be used.
+    fn discard(&mut self, cfg: &PairConfig, probe: u32, reason: Reason) {
+        if cfg.wanted(probe) {
+            let func = self.func(probe);
+            func.calls += 1;
+            func.discarded[reason as usize] += 1;
+        }
+    }
+
+    /// Counts a complete call of a reported function, and adds it to the
+    /// statistics unless its flags leave it out.
+    fn settle(&mut self, cfg: &PairConfig, frame: &Frame, flags: CallFlags) {
+        if let Some(reason) = cfg.discard_reason(flags) {
+            self.discard(cfg, frame.probe, reason);
+            return;
+        }
+        let n = cfg.ncounters;
+        let func = self.funcs[frame.probe as usize].get_or_insert_with(Box::default);
+        if func.self_sum.len() != n {
+            func.inclusive = vec![Vec::new(); n];
+            func.self_sum = vec![0; n];
+        }
+        if !func.touched {
+            func.touched = true;
+            self.touched.push(frame.probe);
+        }
+        func.calls += 1;
+        func.used += 1;
+        if !flags.is_empty() {
+            for reason in flags.reasons() {
+                func.flagged[reason as usize] += 1;
+            }
+        }
+        for j in 0..n {
+            func.inclusive[j].push(self.inclusive[j]);
+            func.self_sum[j] += i128::from(self.self_[j]);
+        }
+        let node = frame.node as usize;
+        if self.nodes.len() <= node {
+            self.nodes.resize_with(node + 1, NodeAcc::default);
+        }
+        let acc = &mut self.nodes[node];
+        if acc.inclusive.len() != n {
+            acc.inclusive = vec![0; n];
+            acc.self_ = vec![0; n];
+        }
+        acc.calls += 1;
+        for j in 0..n {
+            acc.inclusive[j] += i128::from(self.inclusive[j]);
+            acc.self_[j] += i128::from(self.self_[j]);
+        }
+    }
+
+    /// Forgets this round's values once merged.
+    pub(super) fn end_round(&mut self) {
+        for probe in self.touched.drain(..) {
+            if let Some(func) = &mut self.funcs[probe as usize] {
+                func.inclusive.iter_mut().for_each(Vec::clear);
+                func.touched = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_discriminants_follow_all() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+    }
+
+    #[test]
+    fn trie_interns_paths() {
+        let mut trie = Trie::default();
+        let a = trie.child(ROOT, 4);
+        let ab = trie.child(a, 7);
+        assert_eq!(trie.child(ROOT, 4), a);
+        assert_eq!(trie.child(a, 7), ab);
+        let b = trie.child(ROOT, 7);
+        assert_eq!((a, ab, b), (0, 1, 2));
+        assert_eq!(trie.path(ab), [4, 7]);
+        assert_eq!(trie.path(b), [7]);
+    }
+
+    #[test]
+    fn strict_discards_under_the_first_flag() {
+        let mut cfg = PairConfig {
+            ncounters: 0,
+            strict: false,
+            switches: None,
+            wanted: vec![true],
+            keep_calls: false,
+        };
+        let flags = CallFlags::MULTIPLEXED | CallFlags::CONTEXT_SWITCHED;
+        assert_eq!(cfg.discard_reason(flags), None);
+        assert_eq!(
+            cfg.discard_reason(flags | CallFlags::LOST_RECORDS),
+            Some(Reason::LostRecords)
+        );
+        cfg.strict = true;
+        assert_eq!(cfg.discard_reason(flags), Some(Reason::Multiplexed));
+        assert_eq!(cfg.discard_reason(CallFlags::NONE), None);
+    }
+}

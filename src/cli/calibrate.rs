@@ -1,0 +1,237 @@
+//! `perfunc calibrate`, and the profile a recording uses.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use perfunc_calibrate::Profile;
+
+use super::record::{select_counters, Plan};
+use super::CalibrateArgs;
+use crate::calibration::{self, CalibrationDeltas, TARGET_PATTERN};
+use crate::events::{CounterSpec, Unit};
+use crate::probe::{pmu, RecordTarget};
+use crate::report::format_value;
+use crate::trace::TraceReader;
+
+/// Calls of each target per round by default.
+pub const DEFAULT_CALLS: u64 = 1_000;
+/// Rounds (separate processes) by default.
+pub const DEFAULT_ROUNDS: u32 = 3;
+
+/// Which profile a recording stores and a report compensates with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CalibrationMode {
+    /// The cached profile for this machine and counter set, measured first
+    /// when there is none.
+    #[default]
+    Auto,
+    /// No calibration: reports show raw values.
+    Off,
+    /// A profile file written by `perfunc calibrate -o`.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for CalibrationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => CalibrationMode::Auto,
+            "off" => CalibrationMode::Off,
+            "" => return Err("give auto, off or a profile file".into()),
+            path => CalibrationMode::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// Runs `perfunc calibrate`.
+pub fn run(args: &CalibrateArgs) -> anyhow::Result<i32> {
+    let counters = select_counters(&args.events)?;
+    let started = Instant::now();
+    let profile = measure(&counters, args.calls, args.rounds)?;
+    let path = match &args.output {
+        Some(path) => {
+            std::fs::write(path, profile.to_json())
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            path.clone()
+        }
+        None => store(&profile)?,
+    };
+    print_profile(&profile, &counters);
+    eprintln!(
+        "perfunc: calibrated {} classes × {} counters ({} calls per class in {} rounds) in {:.2} s; \
+         profile in {}",
+        profile.baselines.len() / counters.len().max(1),
+        counters.len(),
+        args.calls,
+        args.rounds,
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    Ok(0)
+}
+
+/// The calibration workload: every target (alone and inside the nesting
+/// target) called `calls` times, in `rounds` child processes one after the
+/// other, so that each round starts in a fresh process.
+pub fn workload(calls: u64, rounds: u32) -> anyhow::Result<i32> {
+    if rounds <= 1 {
+        perfunc_calibrate::run(None, calls);
+        perfunc_calibrate::run_nested(None, calls);
+        return Ok(0);
+    }
+    let exe = std::env::current_exe().context("cannot find perfunc's own executable")?;
+    for _ in 0..rounds {
+        let status = std::process::Command::new(&exe)
+            .args(["__calibrate-workload", &calls.to_string(), "1"])
+            .status()
+            .context("failed to start a calibration round")?;
+        anyhow::ensure!(status.success(), "a calibration round failed: {status}");
+    }
+    Ok(0)
+}
+
+/// Measures a profile: one recording of perfunc's calibration targets,
+/// called `calls` times in each of `rounds` processes, with the mechanism
+/// and counter group of a recording. One recording, not one per round:
+/// closing a uprobe's last perf event waits for RCU grace periods in the
+/// kernel (about 85 ms per probe here), a cost paid once.
+pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Result<Profile> {
+    let exe = std::env::current_exe().context("cannot find perfunc's own executable")?;
+    let output =
+        std::env::temp_dir().join(format!("perfunc-calibrate-{}.trace", std::process::id()));
+    let plan = Plan {
+        counters: counters.to_vec(),
+        functions: vec![TARGET_PATTERN.to_owned()],
+        target: RecordTarget::Command(vec![
+            exe.into_os_string(),
+            "__calibrate-workload".into(),
+            calls.to_string().into(),
+            rounds.to_string().into(),
+        ]),
+        output: output.clone(),
+        buffer_bytes: 16 << 20,
+        duration: None,
+        quiet: true,
+        calibration: CalibrationMode::Off,
+        skip_endbr64: false,
+    };
+    let recorded = plan.record();
+    let deltas = recorded.and_then(|outcome| {
+        let status = outcome.report(&plan);
+        anyhow::ensure!(status == 0, "the calibration workload exited with {status}");
+        read_deltas(&output)
+    });
+    let _ = std::fs::remove_file(&output);
+    let all = deltas.context("calibration failed")?;
+    let key = calibration::key(counters, &pmu::kernel_release(), &pmu::cpu_model());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let mut profile = Profile::from_deltas(key, created, calls, rounds, all.own);
+    profile.set_nested(all.nested);
+    Ok(profile)
+}
+
+fn read_deltas(path: &Path) -> anyhow::Result<CalibrationDeltas> {
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let reader = TraceReader::new(BufReader::new(file))?;
+    Ok(calibration::deltas(reader)?)
+}
+
+/// Writes `profile` into the cache; returns its path.
+fn store(profile: &Profile) -> anyhow::Result<PathBuf> {
+    let dir = calibration::cache_dir()
+        .context("no cache directory: set XDG_CACHE_HOME or HOME, or give -o FILE")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let path = dir.join(profile.key.file_name());
+    std::fs::write(&path, profile.to_json())
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The profile a recording of `counters` stores in its trace.
+pub fn profile_for_recording(
+    mode: &CalibrationMode,
+    counters: &[CounterSpec],
+    quiet: bool,
+) -> anyhow::Result<Option<Profile>> {
+    match mode {
+        CalibrationMode::Off => Ok(None),
+        CalibrationMode::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            let profile = Profile::from_json(&text).with_context(|| {
+                format!("{} is not a perfunc calibration profile", path.display())
+            })?;
+            let names: Vec<&str> = counters.iter().map(|c| c.name.as_str()).collect();
+            anyhow::ensure!(
+                profile.key.counters == names,
+                "{} was measured for counters {} but this recording counts {}; \
+                 run `perfunc calibrate -e {}`",
+                path.display(),
+                profile.key.counters.join(","),
+                names.join(","),
+                names.join(",")
+            );
+            Ok(Some(profile))
+        }
+        CalibrationMode::Auto => {
+            let key = calibration::key(counters, &pmu::kernel_release(), &pmu::cpu_model());
+            let cached = calibration::cache_dir()
+                .map(|dir| dir.join(key.file_name()))
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .and_then(|text| Profile::from_json(&text).ok())
+                .filter(|p| p.key == key);
+            if let Some(profile) = cached {
+                return Ok(Some(profile));
+            }
+            if !quiet {
+                eprintln!(
+                    "perfunc: measuring what the probes cost on this machine (once per kernel, \
+                     CPU and counter set; `perfunc calibrate` to redo, --calibration off to skip)"
+                );
+            }
+            let profile = measure(counters, DEFAULT_CALLS, DEFAULT_ROUNDS)?;
+            if let Err(e) = store(&profile) {
+                eprintln!("perfunc: warning: the calibration profile is not cached: {e:#}");
+            }
+            Ok(Some(profile))
+        }
+    }
+}
+
+fn print_profile(profile: &Profile, counters: &[CounterSpec]) {
+    println!(
+        "{:<10} {:<15} {:<18} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "CLASS", "PROBE", "COUNTER", "N", "MEDIAN", "MAD", "TRIMMED", "P1", "P99"
+    );
+    for b in &profile.baselines {
+        let unit = counters
+            .iter()
+            .find(|c| c.name == b.counter)
+            .map_or(Unit::Count, |c| c.unit);
+        let how = match b.class.parse::<crate::symbols::InsnClass>() {
+            Ok(class) if class.emulated() => "emulated",
+            Ok(_) => "single-stepped",
+            Err(_) => "?",
+        };
+        let s = &b.summary;
+        println!(
+            "{:<10} {:<15} {:<18} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            b.class,
+            how,
+            b.counter,
+            s.n,
+            format_value(s.median, unit),
+            format_value(s.mad, unit),
+            format_value(s.trimmed_mean, unit),
+            format_value(s.p1, unit),
+            format_value(s.p99, unit)
+        );
+    }
+}

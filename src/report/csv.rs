@@ -1,0 +1,82 @@
+//! CSV: one row per function and counter, full precision.
+
+use std::io::{self, Write};
+
+use super::ReportWriter;
+use crate::analysis::{Analysis, FunctionStats};
+
+/// The CSV writer.
+pub struct Csv;
+
+const HEADER: [&str; 19] = [
+    "function",
+    "binary",
+    "calls",
+    "used",
+    "discarded",
+    "flagged",
+    "counter",
+    "unit",
+    "sum",
+    "mean",
+    "stddev",
+    "min",
+    "p50",
+    "p90",
+    "p99",
+    "max",
+    "self_sum",
+    "self_mean",
+    "exact",
+];
+
+impl ReportWriter for Csv {
+    fn write(
+        &self,
+        _analysis: &Analysis,
+        functions: &[&FunctionStats],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let mut w = ::csv::Writer::from_writer(out);
+        w.write_record(HEADER)?;
+        for f in functions {
+            let discarded: u64 = f.discarded.values().sum();
+            let flagged: u64 = f.flagged.values().sum();
+            for c in &f.counters {
+                let unit = match c.unit {
+                    crate::events::Unit::Count => "count",
+                    crate::events::Unit::Nanoseconds => "ns",
+                };
+                let mut row = vec![
+                    f.name.clone(),
+                    f.binary.clone(),
+                    f.calls.to_string(),
+                    f.used.to_string(),
+                    discarded.to_string(),
+                    flagged.to_string(),
+                    c.name.clone(),
+                    unit.to_owned(),
+                ];
+                row.extend(
+                    [
+                        c.sum,
+                        c.mean,
+                        c.stddev,
+                        c.min,
+                        c.p50,
+                        c.p90,
+                        c.p99,
+                        c.max,
+                        c.self_sum,
+                        c.self_mean,
+                    ]
+                    .iter()
+                    .map(f64::to_string),
+                );
+                row.push(c.exact.to_string());
+                w.write_record(&row)?;
+            }
+        }
+        w.flush()
+    }
+}

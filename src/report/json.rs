@@ -1,0 +1,159 @@
+//! JSON, documented in docs/report-format.md. Fields are only ever added.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::ReportWriter;
+use crate::analysis::{Analysis, CounterStats, FunctionStats};
+
+/// The JSON writer.
+pub struct Json;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    trace: TraceView<'a>,
+    functions: Vec<FunctionView<'a>>,
+    tree: Vec<PathView>,
+}
+
+#[derive(Serialize)]
+struct TraceView<'a> {
+    command: &'a str,
+    counters: Vec<&'a str>,
+    duration_ns: u64,
+    records: u64,
+    lost: u64,
+    threads: u64,
+    complete: bool,
+    bytes_lost: u64,
+    strict: bool,
+    discarded: BTreeMap<&'static str, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    salvaged: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct FunctionView<'a> {
+    name: &'a str,
+    binary: &'a str,
+    calls: u64,
+    used: u64,
+    discarded: BTreeMap<&'static str, u64>,
+    flagged: BTreeMap<&'static str, u64>,
+    counters: BTreeMap<&'a str, CounterView>,
+}
+
+#[derive(Serialize)]
+struct CounterView {
+    unit: crate::events::Unit,
+    sum: f64,
+    mean: f64,
+    stddev: f64,
+    min: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    self_sum: f64,
+    self_mean: f64,
+    exact: bool,
+}
+
+#[derive(Serialize)]
+struct PathView {
+    path: Vec<String>,
+    calls: u64,
+    inclusive: BTreeMap<String, f64>,
+    #[serde(rename = "self")]
+    self_: BTreeMap<String, f64>,
+}
+
+fn by_name<T: Copy>(map: &BTreeMap<crate::analysis::Reason, T>) -> BTreeMap<&'static str, T> {
+    map.iter().map(|(r, n)| (r.name(), *n)).collect()
+}
+
+fn counter(c: &CounterStats) -> CounterView {
+    CounterView {
+        unit: c.unit,
+        sum: c.sum,
+        mean: c.mean,
+        stddev: c.stddev,
+        min: c.min,
+        p50: c.p50,
+        p90: c.p90,
+        p99: c.p99,
+        max: c.max,
+        self_sum: c.self_sum,
+        self_mean: c.self_mean,
+        exact: c.exact,
+    }
+}
+
+impl ReportWriter for Json {
+    fn write(
+        &self,
+        a: &Analysis,
+        functions: &[&FunctionStats],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let names: Vec<&str> = a.trace.counters.iter().map(|c| c.name.as_str()).collect();
+        let probe_name = |id: u32| {
+            a.functions
+                .iter()
+                .find(|f| f.probe == id)
+                .map_or_else(|| format!("probe {id}"), |f| f.name.clone())
+        };
+        let per_counter = |values: &[f64]| -> BTreeMap<String, f64> {
+            names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| ((*n).to_owned(), *v))
+                .collect()
+        };
+        let report = Report {
+            trace: TraceView {
+                command: &a.trace.command,
+                counters: names.clone(),
+                duration_ns: a.trace.duration_ns,
+                records: a.trace.records,
+                lost: a.trace.lost,
+                threads: a.trace.threads,
+                complete: a.trace.complete,
+                bytes_lost: a.trace.bytes_lost,
+                strict: a.strict,
+                discarded: by_name(&a.discarded),
+                salvaged: a.trace.salvaged.as_deref(),
+            },
+            functions: functions
+                .iter()
+                .map(|f| FunctionView {
+                    name: &f.name,
+                    binary: &f.binary,
+                    calls: f.calls,
+                    used: f.used,
+                    discarded: by_name(&f.discarded),
+                    flagged: by_name(&f.flagged),
+                    counters: f
+                        .counters
+                        .iter()
+                        .map(|c| (c.name.as_str(), counter(c)))
+                        .collect(),
+                })
+                .collect(),
+            tree: a
+                .tree
+                .iter()
+                .map(|p| PathView {
+                    path: p.path.iter().map(|&id| probe_name(id)).collect(),
+                    calls: p.calls,
+                    inclusive: per_counter(&p.inclusive),
+                    self_: per_counter(&p.self_),
+                })
+                .collect(),
+        };
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)
+    }
+}
