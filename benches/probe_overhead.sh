@@ -136,7 +136,7 @@ run_unprobed() {
 }
 
 run_perfunc() {
-    timed "$PERFUNC" record -m "$BUF" -e "$COUNTERS" -f "$1" -o "$OUT.perfunc" \
+    timed "$PERFUNC" record --calibration off -m "$BUF" -e "$COUNTERS" -f "$1" -o "$OUT.perfunc" \
         -- "$BIN" "$2" "$3" 2>"$OUT.err"
     # The summary line: "perfunc: N records (M lost) from ..."
     read -r RECORDS LOST < <(sed -n 's/^perfunc: \([0-9]*\) records (\([0-9]*\) lost).*/\1 \2/p' "$OUT.err") || true

@@ -2,7 +2,7 @@
 //! attach to the target, drain the ring buffers into the trace until the
 //! target exits or the user stops it, and clean up on every path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -19,7 +19,7 @@ use super::sys::{self, HeldChild, WaitStatus};
 use super::tracefs::{self, PlacedUprobe, Tracefs, UprobeSet};
 use super::ProbeError;
 use crate::events::CounterSpec;
-use crate::trace::{ExitStatus, Footer, RecordKind, TraceWriter};
+use crate::trace::{Event, ExitStatus, Footer, RecordKind, TraceWriter};
 
 /// A function to probe: where its uprobes go.
 #[derive(Debug, Clone)]
@@ -129,7 +129,24 @@ struct Events {
     /// One ring buffer per CPU: (cpu, the event that owns the mapping).
     rings: Vec<(usize, Sampler)>,
     counters: Vec<Counter>,
+    /// Every group leader: (cpu, fd), for the final count of probe hits.
+    leaders: Vec<(u16, RawFd)>,
     decoder: Decoder,
+    tally: Tally,
+}
+
+/// What went into the trace, per CPU.
+#[derive(Debug, Default)]
+struct Tally {
+    samples: BTreeMap<u16, u64>,
+    lost: BTreeMap<u32, u64>,
+    tids: BTreeSet<u32>,
+}
+
+impl Tally {
+    fn samples(&self) -> u64 {
+        self.samples.values().sum()
+    }
 }
 
 /// Records `opts` into `writer`. Probes are removed from tracefs on every
@@ -295,7 +312,9 @@ impl Events {
         Events {
             rings: Vec::new(),
             counters: Vec::new(),
+            leaders: Vec::new(),
             decoder: Decoder::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -385,6 +404,7 @@ impl Events {
             .add_id(members[0].id(), target.probe_id, RecordKind::Return);
 
         let leader_fd = leader.as_raw_fd();
+        self.leaders.push((cpu as u16, leader_fd));
         let ring_fd = match ring {
             Some(fd) => {
                 set_output(leader_fd, fd)?;
@@ -413,27 +433,21 @@ impl Events {
         Ok(())
     }
 
-    /// Moves every record in the rings into the trace. Returns the number of
-    /// samples moved.
-    fn drain<W: Write>(
-        &mut self,
-        writer: &mut TraceWriter<W>,
-        tids: &mut BTreeSet<u32>,
-        lost: &mut u64,
-    ) -> Result<u64, ProbeError> {
-        let mut samples = 0;
+    /// Moves every record in the rings into the trace.
+    fn drain<W: Write>(&mut self, writer: &mut TraceWriter<W>) -> Result<(), ProbeError> {
+        let tally = &mut self.tally;
         for (_, ring) in &mut self.rings {
             while let Some(rec) = ring.next_record() {
                 let body = rec.to_contiguous();
                 match self.decoder.decode(rec.ty(), &body) {
                     Some(Decoded::Sample(s)) => {
-                        tids.insert(s.tid);
+                        tally.tids.insert(s.tid);
+                        *tally.samples.entry(s.cpu).or_default() += 1;
                         writer.push_sample(&s)?;
-                        samples += 1;
                     }
                     Some(Decoded::Event(e)) => {
-                        if let crate::trace::Event::Lost { count, .. } = e {
-                            *lost += count;
+                        if let Event::Lost { count, cpu, .. } = e {
+                            *tally.lost.entry(cpu).or_default() += count;
                         }
                         writer.push_event(&e)?;
                     }
@@ -441,7 +455,52 @@ impl Events {
                 }
             }
         }
-        Ok(samples)
+        Ok(())
+    }
+
+    /// Stops every group, moves what is left into the trace, and accounts
+    /// for every probe hit: the kernel reports records it dropped only when
+    /// it next writes into that ring, so drops at the very end would go
+    /// unreported. The probe events' own counts (entries and returns per
+    /// group, threads included) give the exact number of hits; the hits
+    /// neither written nor reported lost become a `Lost` event of their
+    /// CPU. Returns the samples lost.
+    fn finish<W: Write>(
+        &mut self,
+        writer: &mut TraceWriter<W>,
+        time: u64,
+    ) -> Result<u64, ProbeError> {
+        for &(_, fd) in &self.leaders {
+            // A group whose thread has gone is already disabled.
+            let _ = sys::disable_group(fd);
+        }
+        self.drain(writer)?;
+        let mut hits: BTreeMap<u16, u64> = BTreeMap::new();
+        for &(cpu, fd) in &self.leaders {
+            let values = sys::read_group(fd).map_err(|cause| ProbeError::Sys {
+                what: "reading the probe counts".into(),
+                cause,
+            })?;
+            // Group order: entry probe, return probe, counters.
+            *hits.entry(cpu).or_default() += values.iter().take(2).sum::<u64>();
+        }
+        let mut lost = 0;
+        for (&cpu, &hits) in &hits {
+            let written = self.tally.samples.get(&cpu).copied().unwrap_or(0);
+            let missing = hits.saturating_sub(written);
+            let reported = self.tally.lost.get(&u32::from(cpu)).copied().unwrap_or(0);
+            if missing > reported {
+                let e = Event::Lost {
+                    time,
+                    cpu: u32::from(cpu),
+                    count: missing - reported,
+                };
+                writer.push_event(&e)?;
+                *self.tally.lost.entry(u32::from(cpu)).or_default() += missing - reported;
+            }
+            lost += missing;
+        }
+        Ok(lost)
     }
 }
 
@@ -513,9 +572,6 @@ fn run<W: Write>(
     if let Some(fd) = &pidfd {
         fds.push(fd.as_raw_fd());
     }
-    let mut tids = BTreeSet::new();
-    let mut lost = 0;
-    let mut samples = 0;
     let mut progress = Progress::new(opts.progress);
     let mut exit = None;
     let mut stopped_by = None;
@@ -525,9 +581,9 @@ fn run<W: Write>(
             what: "poll".into(),
             cause,
         })?;
-        samples += events.drain(writer, &mut tids, &mut lost)?;
+        events.drain(writer)?;
         writer.flush()?;
-        progress.update(samples, writer.bytes_written());
+        progress.update(events.tally.samples(), writer.bytes_written());
         if let Some(status) = ended(watched)? {
             exit = status;
             break;
@@ -542,20 +598,13 @@ fn run<W: Write>(
         }
     }
     if let (Watched::Child(pid), None) = (watched, exit) {
-        exit = Some(terminate_child(
-            pid,
-            events,
-            writer,
-            &mut tids,
-            &mut lost,
-            &mut samples,
-        )?);
+        exit = Some(terminate_child(pid, events, writer)?);
     }
-    samples += events.drain(writer, &mut tids, &mut lost)?;
+    let lost = events.finish(writer, sys::monotonic_ns())?;
     progress.clear();
     let footer = Footer {
         duration_ns: started.elapsed().as_nanos() as u64,
-        samples,
+        samples: events.tally.samples(),
         lost,
         exit: exit.map(|s| match s {
             WaitStatus::Exited(code) => ExitStatus {
@@ -577,7 +626,7 @@ fn run<W: Write>(
     Ok(RecordResult {
         footer,
         stopped_by,
-        threads: tids.len(),
+        threads: events.tally.tids.len(),
     })
 }
 
@@ -614,15 +663,12 @@ fn terminate_child<W: Write>(
     pid: i32,
     events: &mut Events,
     writer: &mut TraceWriter<W>,
-    tids: &mut BTreeSet<u32>,
-    lost: &mut u64,
-    samples: &mut u64,
 ) -> Result<WaitStatus, ProbeError> {
     let mut killed = false;
     let _ = sys::kill(pid, libc::SIGTERM);
     let deadline = Instant::now() + TERM_GRACE;
     loop {
-        *samples += events.drain(writer, tids, lost)?;
+        events.drain(writer)?;
         if let Some(status) = sys::try_wait(pid, false).map_err(|cause| ProbeError::Sys {
             what: "waitpid".into(),
             cause,

@@ -59,6 +59,47 @@ pub fn enable_group(fd: RawFd) -> io::Result<()> {
     .map(drop)
 }
 
+/// Disables perf event `fd` and every member of its group.
+pub fn disable_group(fd: RawFd) -> io::Result<()> {
+    // SAFETY: as for `enable_group`.
+    check(unsafe {
+        perf_event_open_sys::ioctls::DISABLE(fd, perf_event_open_sys::bindings::PERF_IOC_FLAG_GROUP)
+    })
+    .map(drop)
+}
+
+/// Reads a group leader opened with `PERF_FORMAT_GROUP |
+/// TOTAL_TIME_ENABLED | TOTAL_TIME_RUNNING` (no ids): the value of every
+/// member, leader first, inherited threads' counts included.
+pub fn read_group(fd: RawFd) -> io::Result<Vec<u64>> {
+    let mut buf = [0u64; 64];
+    // SAFETY: reading at most size_of_val(&buf) bytes into a valid buffer.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let words = n as usize / 8;
+    let nr = buf[0] as usize;
+    if words < 3 + nr {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "short group read",
+        ));
+    }
+    Ok(buf[3..3 + nr].to_vec())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of perfunc's samples.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Raises the soft limit of open files to the hard limit; returns the new
 /// soft limit. Each probe needs 2 + counters descriptors per CPU.
 pub fn raise_nofile_limit() -> io::Result<u64> {

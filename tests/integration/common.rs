@@ -64,6 +64,31 @@ pub fn workloads() -> &'static Path {
     })
 }
 
+/// Empty functions of every instruction class (tests/fixtures/classes.c).
+pub fn classes() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = fixtures_dir().join("classes");
+        let tmp = out.with_extension("tmp");
+        run_build(
+            Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+                .args([
+                    "-O2",
+                    "-fno-omit-frame-pointer",
+                    "-mno-omit-leaf-frame-pointer",
+                    "-fcf-protection=none",
+                    "-Wl,-z,now",
+                    "-o",
+                ])
+                .arg(&tmp)
+                .arg(source("classes.c")),
+            "classes.c",
+        );
+        std::fs::rename(&tmp, &out).unwrap();
+        out
+    })
+}
+
 /// The Rust fixture (tests/fixtures/rust_fixture.rs).
 pub fn rust_fixture() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -357,9 +357,14 @@ fn dropped_records_are_counted_never_lost_silently() {
             _ => 0,
         })
         .sum();
-    // Every probe hit is either in the trace or counted as lost.
+    // Every probe hit is either in the trace or counted as lost (the lost
+    // events may count a few side-band records, such as an exit, too).
     assert_eq!(t.samples.len() as u64 + footer.lost, 400_000);
-    assert_eq!(lost_events, footer.lost);
+    assert!(
+        lost_events >= footer.lost,
+        "{lost_events} < {}",
+        footer.lost
+    );
     if footer.lost > 0 {
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(
