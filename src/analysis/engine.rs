@@ -6,6 +6,7 @@ use std::io::Read;
 
 use rayon::prelude::*;
 
+use super::compensation::Compensation;
 use super::order::{Batch, Orderer};
 use super::pair::{PairConfig, Thread};
 use super::stats::{Summary, ValueStore};
@@ -33,6 +34,7 @@ pub(super) fn run<R: Read>(
         switches: header.counters.iter().position(is_context_switches),
         wanted: select_functions(&opts.functions, &header)?,
         keep_calls: on_call.is_some(),
+        compensation: Compensation::new(&header, opts.baseline)?,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.unwrap_or(0))
@@ -88,6 +90,7 @@ fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSu
         complete,
         bytes_lost,
         salvaged: None,
+        has_profile: header.calibration.is_some(),
     }
 }
 
@@ -97,14 +100,45 @@ struct Pairing {
     exact_limit: usize,
     threads: BTreeMap<u32, Thread>,
     /// Per probe, per counter.
-    stores: Vec<Vec<ValueStore>>,
+    stores: Vec<Vec<CounterStore>>,
     calls: Vec<Call>,
+}
+
+/// The values of one function and counter.
+#[derive(Debug, Default)]
+struct CounterStore {
+    /// The inclusive deltas (calibrated when calibrating).
+    values: ValueStore,
+    /// The raw inclusive deltas, when calibrating.
+    raw: Option<ValueStore>,
+}
+
+impl CounterStore {
+    fn new(calibrating: bool) -> Self {
+        Self {
+            values: ValueStore::default(),
+            raw: calibrating.then(ValueStore::default),
+        }
+    }
+
+    /// The summaries of the values and of the raw values; with the median's
+    /// confidence interval when calibrating, for the noise test.
+    fn summaries(&mut self) -> (Summary, Option<Summary>) {
+        let calibrating = self.raw.is_some();
+        let raw = self.raw.as_mut().map(|raw| raw.summary(false));
+        (self.values.summary(calibrating), raw)
+    }
 }
 
 impl Pairing {
     fn new(cfg: PairConfig, exact_limit: usize) -> Self {
+        let calibrating = cfg.compensation.is_some();
         let stores = (0..cfg.wanted.len())
-            .map(|_| (0..cfg.ncounters).map(|_| ValueStore::default()).collect())
+            .map(|_| {
+                (0..cfg.ncounters)
+                    .map(|_| CounterStore::new(calibrating))
+                    .collect()
+            })
             .collect();
         Self {
             cfg,
@@ -159,11 +193,11 @@ impl Pairing {
             thread.close(&self.cfg);
         }
         let totals = self.totals();
-        let flat: Vec<Summary> = self
+        let flat: Vec<(Summary, Option<Summary>)> = self
             .stores
             .par_iter_mut()
             .flat_map(|stores| stores.par_iter_mut())
-            .map(ValueStore::summary)
+            .map(CounterStore::summaries)
             .collect();
         let n = self.cfg.ncounters;
         let summaries = (0..self.stores.len()).map(|p| &flat[p * n..(p + 1) * n]);
@@ -184,7 +218,7 @@ impl Pairing {
                 used: total.used,
                 discarded: reasons(&total.discarded).collect(),
                 flagged: reasons(&total.flagged).collect(),
-                counters: counter_stats(&header.counters, summaries, &total),
+                counters: self.counter_stats(probe.id, &header.counters, summaries, &total),
             });
         }
         Analysis {
@@ -193,7 +227,55 @@ impl Pairing {
             tree: self.tree(),
             discarded,
             strict: self.cfg.strict,
+            calibration: self.cfg.compensation.as_ref().map(|c| c.info.clone()),
         }
+    }
+
+    /// The statistics of each counter of `probe`'s used calls.
+    fn counter_stats(
+        &self,
+        probe: u32,
+        specs: &[CounterSpec],
+        summaries: &[(Summary, Option<Summary>)],
+        total: &Total,
+    ) -> Vec<CounterStats> {
+        let noise = |j: usize, s: &Summary| {
+            let comp = self.cfg.compensation.as_ref().filter(|_| total.used > 0)?;
+            comp.within_noise(probe, j, s.percentiles[0], s.median_ci)
+        };
+        specs
+            .iter()
+            .zip(summaries)
+            .zip(&total.self_sum)
+            .enumerate()
+            .map(|(j, ((spec, (s, raw)), &self_sum))| {
+                let raw = raw.as_ref().unwrap_or(s);
+                let self_sum = self_sum as f64;
+                CounterStats {
+                    name: spec.name.clone(),
+                    unit: spec.unit,
+                    sum: s.sum as f64,
+                    mean: s.mean,
+                    stddev: s.stddev,
+                    min: s.min as f64,
+                    p50: s.percentiles[0],
+                    p90: s.percentiles[1],
+                    p99: s.percentiles[2],
+                    max: s.max as f64,
+                    self_sum,
+                    self_mean: if total.used == 0 {
+                        0.0
+                    } else {
+                        self_sum / total.used as f64
+                    },
+                    exact: s.exact,
+                    raw_sum: raw.sum as f64,
+                    raw_mean: raw.mean,
+                    raw_p50: raw.percentiles[0],
+                    within_noise: noise(j, s),
+                }
+            })
+            .collect()
     }
 
     /// Per probe, the counts and self sums of every thread.
@@ -221,35 +303,59 @@ impl Pairing {
     /// Used calls by call path, across threads, sorted by path.
     fn tree(&self) -> Vec<CallPath> {
         let n = self.cfg.ncounters;
-        let mut paths: BTreeMap<Vec<u32>, (u64, Vec<i128>, Vec<i128>)> = BTreeMap::new();
+        let calibrating = self.cfg.compensation.is_some();
+        let mut paths: BTreeMap<Vec<u32>, PathSums> = BTreeMap::new();
         for thread in self.threads.values() {
             for (node, acc) in thread.nodes.iter().enumerate() {
                 if acc.calls == 0 {
                     continue;
                 }
-                let entry = paths
+                let sums = paths
                     .entry(thread.trie.path(node as u32))
-                    .or_insert_with(|| (0, vec![0; n], vec![0; n]));
-                entry.0 += acc.calls;
-                add(&mut entry.1, &acc.inclusive);
-                add(&mut entry.2, &acc.self_);
+                    .or_insert_with(|| PathSums {
+                        calls: 0,
+                        inclusive: vec![0; n],
+                        self_: vec![0; n],
+                        raw: vec![0; n],
+                    });
+                sums.calls += acc.calls;
+                add(&mut sums.inclusive, &acc.inclusive);
+                add(&mut sums.self_, &acc.self_);
+                add(
+                    &mut sums.raw,
+                    if calibrating {
+                        &acc.raw
+                    } else {
+                        &acc.inclusive
+                    },
+                );
             }
         }
+        let floats = |sums: &[i128]| sums.iter().map(|&v| v as f64).collect();
         paths
             .into_iter()
-            .map(|(path, (calls, inclusive, self_))| CallPath {
+            .map(|(path, sums)| CallPath {
                 path,
-                calls,
-                inclusive: inclusive.iter().map(|&v| v as f64).collect(),
-                self_: self_.iter().map(|&v| v as f64).collect(),
+                calls: sums.calls,
+                inclusive: floats(&sums.inclusive),
+                self_: floats(&sums.self_),
+                raw_inclusive: floats(&sums.raw),
             })
             .collect()
     }
 }
 
+/// The used calls along one call path, across threads.
+struct PathSums {
+    calls: u64,
+    inclusive: Vec<i128>,
+    self_: Vec<i128>,
+    raw: Vec<i128>,
+}
+
 /// Appends the round's values of every job to the stores, one task per
 /// probe, in thread-id order so the result does not depend on the pool.
-fn merge_values(stores: &mut [Vec<ValueStore>], jobs: &[(&mut Thread, &[u64])], limit: usize) {
+fn merge_values(stores: &mut [Vec<CounterStore>], jobs: &[(&mut Thread, &[u64])], limit: usize) {
     let mut work: Vec<(u32, usize)> = jobs
         .iter()
         .enumerate()
@@ -268,8 +374,11 @@ fn merge_values(stores: &mut [Vec<ValueStore>], jobs: &[(&mut Thread, &[u64])], 
             let func = jobs[job].0.funcs[probe as usize]
                 .as_ref()
                 .expect("a touched probe has calls");
-            for (values, store) in func.inclusive.iter().zip(store.iter_mut()) {
-                store.extend(values, limit);
+            for (j, store) in store.iter_mut().enumerate() {
+                store.values.extend(&func.inclusive[j], limit);
+                if let Some(raw) = &mut store.raw {
+                    raw.extend(&func.raw[j], limit);
+                }
             }
         }
     });
@@ -297,34 +406,4 @@ fn reasons(counts: &[u64; Reason::ALL.len()]) -> impl Iterator<Item = (Reason, u
         .into_iter()
         .zip(counts.iter().copied())
         .filter(|&(_, count)| count > 0)
-}
-
-fn counter_stats(specs: &[CounterSpec], summaries: &[Summary], total: &Total) -> Vec<CounterStats> {
-    specs
-        .iter()
-        .zip(summaries)
-        .zip(&total.self_sum)
-        .map(|((spec, s), &self_sum)| {
-            let self_sum = self_sum as f64;
-            CounterStats {
-                name: spec.name.clone(),
-                unit: spec.unit,
-                sum: s.sum as f64,
-                mean: s.mean,
-                stddev: s.stddev,
-                min: s.min as f64,
-                p50: s.percentiles[0],
-                p90: s.percentiles[1],
-                p99: s.percentiles[2],
-                max: s.max as f64,
-                self_sum,
-                self_mean: if total.used == 0 {
-                    0.0
-                } else {
-                    self_sum / total.used as f64
-                },
-                exact: s.exact,
-            }
-        })
-        .collect()
 }

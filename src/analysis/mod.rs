@@ -44,6 +44,21 @@
 //!    [`AnalysisOptions::strict`] they are left out and counted once, under
 //!    their first flag in [`Reason::ALL`] order, in
 //!    [`FunctionStats::discarded`].
+//! 4. **Calibration.** When the trace header holds a calibration profile
+//!    (`docs/calibration.md`) and [`AnalysisOptions::baseline`] names a
+//!    statistic (the median by default), the probes' cost is taken out of
+//!    every call, TAU's way: a call of probe `p` loses `own[p]`, the
+//!    baseline of its instruction class, and, for every probed call
+//!    completed or unwound inside it at any depth, that call's descendant
+//!    cost (what its probes add to its callers). Costs are rounded to whole
+//!    units once per probe and counter, so each subtracted term is off by
+//!    at most half a unit. Flags are computed on raw deltas; negative
+//!    calibrated values are kept, not clamped. An unwound call's probes
+//!    count whole although its return probe never fired: its descendant
+//!    cost may be over-subtracted by the return half. Each function and
+//!    counter also keeps its raw values ([`CounterStats::raw_sum`],
+//!    [`CounterStats::raw_mean`], [`CounterStats::raw_p50`]) and says
+//!    whether its calibrated median is [`CounterStats::within_noise`].
 //!
 //! # Definitions
 //!
@@ -53,6 +68,15 @@
 //!   call's *direct* probed children that completed, whatever their flags.
 //!   An unwound child's partial cost is unknown and stays in the parent's
 //!   self delta.
+//! - **Calibrated** inclusive delta: raw inclusive delta − own cost − the
+//!   descendant costs of the probed calls inside; the self delta is then
+//!   taken from calibrated inclusive deltas, so no probe cost is
+//!   subtracted twice.
+//! - **Within noise**: [`perfunc_calibrate::within_noise`] of the
+//!   calibrated p50 against the baseline of the function's class: `|p50| <
+//!   2 MAD`, or the distribution-free confidence interval of the median at
+//!   level `1 - NOISE_ALPHA` (`perfunc_calibrate::median_ci`, only while
+//!   the values are exact) contains 0.
 //! - **Mean** is `sum / used`; **stddev** is the sample standard deviation
 //!   (divisor `n - 1`, 0 for a single call), computed in two passes over
 //!   the kept values, and with Welford's update beyond the exact limit.
@@ -79,20 +103,24 @@
 //! in thread-id order; the final statistics take one task per function
 //! and counter. The result does not depend on the pool size. On the
 //! 2-core development machine `analyze` reads 20 to 30 M records/s (3
-//! counters; see the ignored `throughput` test).
+//! counters; see the ignored `throughput` test), and 15 to 25 M records/s
+//! when calibrating (the raw values get a second store). Without a
+//! profile the calibration costs a few untaken branches per call.
 //!
 //! # Memory
 //!
 //! The analysis holds at most: two rounds of pending records (`32 + 8 * N`
 //! bytes each for `N` counters) plus the round being paired; the open
-//! frames of every thread (`40 + 16 * N` bytes each); per function and
-//! counter, up to `exact_limit` values of 8 bytes (8 MiB at the default
-//! [`EXACT_LIMIT`]) or one HDR histogram (tens of KiB); per thread and
-//! distinct call path, about `80 + 32 * N` bytes; and, per thread and
-//! function, the counts. None of it grows with the number of calls, so
+//! frames of every thread (`40 + 16 * N` bytes each, `40 + 24 * N` when
+//! calibrating); per function and counter, up to `exact_limit` values of 8
+//! bytes (8 MiB at the default [`EXACT_LIMIT`]) or one HDR histogram (tens
+//! of KiB), twice when calibrating (calibrated and raw values); per thread
+//! and distinct call path, about `80 + 32 * N` bytes (`80 + 48 * N` when
+//! calibrating); and, per thread and function, the counts. None of it grows with the number of calls, so
 //! traces larger than RAM stream through. (A trace written without round
 //! ends is one round: it is held whole until its end.)
 
+mod compensation;
 mod engine;
 pub mod model;
 mod order;
@@ -104,6 +132,7 @@ mod tests;
 use std::io::Read;
 
 use globset::{Glob, GlobSetBuilder};
+use perfunc_calibrate::Statistic;
 
 pub use model::*;
 
@@ -120,6 +149,10 @@ pub const PERCENTILE_RELATIVE_ERROR: f64 = 0.001;
 
 /// Significant digits of the HDR histograms.
 const HDR_SIGNIFICANT_DIGITS: u8 = 3;
+
+/// The noise test's confidence interval of a calibrated median is at level
+/// `1 - NOISE_ALPHA` (95 %).
+pub const NOISE_ALPHA: f64 = 0.05;
 
 /// What to analyze and how.
 #[derive(Debug, Clone)]
@@ -141,6 +174,10 @@ pub struct AnalysisOptions {
     /// Stop at a corrupt chunk and analyze the whole chunks before it,
     /// instead of failing (`--salvage`).
     pub salvage: bool,
+    /// The baseline statistic subtracted from every call when the trace
+    /// holds a calibration profile (`--baseline`); `None` reports raw
+    /// values. Default: the median.
+    pub baseline: Option<Statistic>,
 }
 
 impl Default for AnalysisOptions {
@@ -152,6 +189,7 @@ impl Default for AnalysisOptions {
             exact_limit: EXACT_LIMIT,
             threads: None,
             salvage: false,
+            baseline: Some(Statistic::Median),
         }
     }
 }
@@ -177,6 +215,13 @@ pub enum AnalysisError {
     /// The rayon thread pool could not be started.
     #[error("failed to start the analysis thread pool; retry with fewer threads")]
     ThreadPool(#[source] rayon::ThreadPoolBuildError),
+
+    /// The calibration profile stored in the trace cannot be read.
+    #[error(
+        "failed to read the calibration profile stored in the trace; \
+         report raw values with --baseline off"
+    )]
+    Profile(#[source] perfunc_calibrate::CalibrationError),
 }
 
 /// Flags of a complete call, as a small bitset.
@@ -247,9 +292,13 @@ pub struct Call {
     pub start: u64,
     /// Return time, ns on the trace's clock.
     pub end: u64,
-    /// Inclusive delta per counter, in the header's order.
+    /// Raw inclusive delta per counter, in the header's order: value at
+    /// return minus value at entry.
+    pub raw: Vec<i64>,
+    /// Inclusive delta per counter: calibrated when the analysis is,
+    /// `raw` otherwise.
     pub inclusive: Vec<i64>,
-    /// Self delta per counter.
+    /// Self delta per counter, from the inclusive deltas.
     pub self_: Vec<i64>,
     /// Probed calls nested inside, at any depth (complete or unwound).
     pub descendants: u32,
@@ -264,6 +313,8 @@ pub struct Call {
 ///
 /// [`AnalysisError::BadPattern`] for an invalid function glob,
 /// [`AnalysisError::ThreadPool`] if the pool cannot start,
+/// [`AnalysisError::Profile`] if the trace's calibration profile cannot be
+/// read (with a baseline statistic asked for),
 /// [`AnalysisError::Trace`] if the trace is damaged or cannot be read.
 pub fn analyze<R: Read>(
     reader: TraceReader<R>,

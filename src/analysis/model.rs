@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use perfunc_calibrate::{ProfileKey, Statistic};
 use serde::Serialize;
 
 use crate::events::{CounterSpec, Unit};
@@ -69,7 +70,9 @@ impl Reason {
     }
 }
 
-/// Statistics of one counter over the used calls of one function.
+/// Statistics of one counter over the used calls of one function. When
+/// the analysis is calibrated ([`Analysis::calibration`]), every value but
+/// the `raw_*` ones is calibrated: the probes' cost is taken out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CounterStats {
     /// The counter's name as in the trace header.
@@ -100,6 +103,20 @@ pub struct CounterStats {
     /// Whether the percentiles are exact (false: from an HDR histogram,
     /// see [`crate::analysis::PERCENTILE_RELATIVE_ERROR`]).
     pub exact: bool,
+    /// Sum of the raw (uncalibrated) inclusive deltas; `sum` when not
+    /// calibrated.
+    pub raw_sum: f64,
+    /// Mean raw inclusive delta; `mean` when not calibrated.
+    pub raw_mean: f64,
+    /// Median raw inclusive delta (same rule and exactness as `p50`);
+    /// `p50` when not calibrated.
+    pub raw_p50: f64,
+    /// Whether the calibrated median cannot be told apart from 0, by
+    /// [`perfunc_calibrate::within_noise`] against the baseline of the
+    /// function's instruction class, with the median's confidence interval
+    /// when the values are exact. `None` when not calibrated, without used
+    /// calls, or when the profile has no baseline for the class and counter.
+    pub within_noise: Option<bool>,
 }
 
 /// Statistics of one probed function.
@@ -131,10 +148,15 @@ pub struct CallPath {
     pub path: Vec<u32>,
     /// Used calls along this path.
     pub calls: u64,
-    /// Sum of inclusive deltas per counter.
+    /// Sum of inclusive deltas per counter (calibrated when the analysis
+    /// is).
     pub inclusive: Vec<f64>,
-    /// Sum of self deltas per counter.
+    /// Sum of self deltas per counter (from calibrated values when the
+    /// analysis is calibrated).
     pub self_: Vec<f64>,
+    /// Sum of raw inclusive deltas per counter; `inclusive` when not
+    /// calibrated.
+    pub raw_inclusive: Vec<f64>,
 }
 
 /// What the trace says about itself, for the report header.
@@ -159,6 +181,22 @@ pub struct TraceSummary {
     /// With `--salvage`: the corruption the analysis stopped at (the whole
     /// chunks before it were analyzed).
     pub salvaged: Option<String>,
+    /// Whether the trace header holds a calibration profile (used or not).
+    pub has_profile: bool,
+}
+
+/// How the values of a calibrated analysis were compensated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationInfo {
+    /// The baseline statistic subtracted (`median`, `trimmed` or `mean`).
+    pub statistic: Statistic,
+    /// What the profile was measured for: kernel release, CPU model,
+    /// counters and probe mechanism.
+    pub profile: ProfileKey,
+    /// Rounds of the calibration.
+    pub rounds: u32,
+    /// Calls of each calibration target per round.
+    pub calls_per_round: u64,
 }
 
 /// The analysis of one trace.
@@ -174,4 +212,6 @@ pub struct Analysis {
     pub discarded: BTreeMap<Reason, u64>,
     /// Whether flagged calls were left out (`--strict`).
     pub strict: bool,
+    /// `Some` when the probes' cost was taken out of the values.
+    pub calibration: Option<CalibrationInfo>,
 }

@@ -2,8 +2,9 @@
 //! limit, in an HDR histogram beyond it, and summarized at the end.
 
 use hdrhistogram::Histogram;
+use perfunc_calibrate::median_ci_ranks;
 
-use super::HDR_SIGNIFICANT_DIGITS;
+use super::{HDR_SIGNIFICANT_DIGITS, NOISE_ALPHA};
 
 /// The percentiles reported, in percent.
 const PERCENTS: [u64; 3] = [50, 90, 99];
@@ -20,6 +21,10 @@ pub(super) struct Summary {
     /// p50, p90, p99.
     pub percentiles: [f64; 3],
     pub exact: bool,
+    /// The distribution-free confidence interval of the median at level
+    /// `1 - NOISE_ALPHA` (`perfunc_calibrate::median_ci`), when asked for,
+    /// the values are exact and there is at least one.
+    pub median_ci: Option<(f64, f64)>,
 }
 
 /// Values of one function and counter.
@@ -60,19 +65,22 @@ impl ValueStore {
         }
     }
 
-    /// The statistics of the values (zeros and `exact` when empty).
-    pub(super) fn summary(&mut self) -> Summary {
+    /// The statistics of the values (zeros and `exact` when empty), with
+    /// the confidence interval of the median if `with_ci`.
+    pub(super) fn summary(&mut self, with_ci: bool) -> Summary {
         match self {
-            Self::Exact(values) => exact_summary(values),
+            Self::Exact(values) => exact_summary(values, with_ci),
             Self::Hdr(hdr) => hdr.summary(),
         }
     }
 }
 
 /// Statistics of every value, kept: two passes for the deviation; the
-/// nearest-rank percentiles by counting when the values span no more than
-/// their number, by selection otherwise (which reorders `values`).
-fn exact_summary(values: &mut [i64]) -> Summary {
+/// nearest-rank percentiles (and, if `with_ci`, the order statistics that
+/// bound the median's confidence interval) by counting when the values
+/// span no more than their number, by selection otherwise (which reorders
+/// `values`).
+fn exact_summary(values: &mut [i64], with_ci: bool) -> Summary {
     let count = values.len() as u64;
     if count == 0 {
         return Summary {
@@ -87,13 +95,15 @@ fn exact_summary(values: &mut [i64]) -> Summary {
         });
     let mean = sum as f64 / count as f64;
     let m2: f64 = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
-    let ranks = PERCENTS.map(|percent| rank(percent, count));
-    let span = i128::from(max) - i128::from(min);
-    let percentiles = if span < i128::from(count) {
-        counted_ranks(values, min, span as usize + 1, ranks)
+    let [p50, p90, p99] = PERCENTS.map(|percent| rank(percent, count));
+    // Without the interval its ranks repeat the median's: no extra work.
+    let (low, high) = if with_ci {
+        let (low, high) = median_ci_ranks(values.len(), NOISE_ALPHA);
+        (low as u64, high as u64)
     } else {
-        selected_ranks(values, ranks)
+        (p50, p50)
     };
+    let [p50, p90, p99, low, high] = ranked(values, min, max, [p50, p90, p99, low, high]);
     Summary {
         count,
         sum,
@@ -101,24 +111,50 @@ fn exact_summary(values: &mut [i64]) -> Summary {
         stddev: deviation(m2, count),
         min,
         max,
-        percentiles,
+        percentiles: [p50, p90, p99],
         exact: true,
+        median_ci: with_ci.then_some((low, high)),
     }
+}
+
+/// The values of 1-based `ranks` (in any order) among `values`, whose
+/// smallest is `min` and largest `max`: by counting when they span no more
+/// than their number, by selection otherwise.
+fn ranked<const N: usize>(values: &mut [i64], min: i64, max: i64, ranks: [u64; N]) -> [f64; N] {
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    order.sort_unstable_by_key(|&i| ranks[i]);
+    let ascending = order.map(|i| ranks[i]);
+    let span = i128::from(max) - i128::from(min);
+    let found = if span < values.len() as i128 {
+        counted_ranks(values, min, span as usize + 1, ascending)
+    } else {
+        selected_ranks(values, ascending)
+    };
+    let mut out = [0.0; N];
+    for (i, value) in order.into_iter().zip(found) {
+        out[i] = value;
+    }
+    out
 }
 
 /// The values of 1-based `ranks` (ascending) by counting: one pass, for
 /// values within `span` of `min` where `span` is at most their number.
-fn counted_ranks(values: &[i64], min: i64, span: usize, ranks: [u64; 3]) -> [f64; 3] {
+fn counted_ranks<const N: usize>(
+    values: &[i64],
+    min: i64,
+    span: usize,
+    ranks: [u64; N],
+) -> [f64; N] {
     let mut counts = vec![0u64; span];
     for &v in values {
         counts[(v - min) as usize] += 1;
     }
-    let mut out = [0.0; 3];
+    let mut out = [0.0; N];
     let mut next = 0;
     let mut seen = 0;
     for (offset, &count) in counts.iter().enumerate() {
         seen += count;
-        while next < ranks.len() && ranks[next] <= seen {
+        while next < N && ranks[next] <= seen {
             out[next] = (min + offset as i64) as f64;
             next += 1;
         }
@@ -128,8 +164,8 @@ fn counted_ranks(values: &[i64], min: i64, span: usize, ranks: [u64; 3]) -> [f64
 
 /// The values of 1-based `ranks` (ascending) by selection, largest first
 /// so each selection works on the part below the previous one.
-fn selected_ranks(values: &mut [i64], ranks: [u64; 3]) -> [f64; 3] {
-    let mut out = [0.0; 3];
+fn selected_ranks<const N: usize>(values: &mut [i64], ranks: [u64; N]) -> [f64; N] {
+    let mut out = [0.0; N];
     let mut bound = values.len();
     for (i, rank) in ranks.iter().enumerate().rev() {
         let index = *rank as usize - 1;
@@ -239,6 +275,7 @@ impl HdrStore {
             max: self.max,
             percentiles: PERCENTS.map(percentile),
             exact: false,
+            median_ci: None,
         }
     }
 }
@@ -262,7 +299,7 @@ mod tests {
     fn exact_summary_of_known_values() {
         let mut store = ValueStore::default();
         store.extend(&[4, 1, 3, 2, 10], 100);
-        let s = store.summary();
+        let s = store.summary(false);
         assert_eq!((s.count, s.sum, s.min, s.max), (5, 20, 1, 10));
         assert_eq!(s.mean, 4.0);
         // deviations 0, -3, -1, -2, 6: squares sum to 50, over n - 1 = 4.
@@ -291,8 +328,37 @@ mod tests {
     }
 
     #[test]
+    fn median_ci_matches_the_calibrate_crate_by_counting_and_selection() {
+        // n = 10: ranks 2 and 9 at 95 %.
+        let values = [70, -50, 30, 20, -40, 80, 40, 60, -30, 50];
+        let mut sorted = values.map(|v| v as f64);
+        sorted.sort_unstable_by(f64::total_cmp);
+        let expected = perfunc_calibrate::median_ci(&sorted, NOISE_ALPHA);
+        assert_eq!(expected, (-40.0, 70.0));
+        let mut store = ValueStore::default();
+        store.extend(&values, 100);
+        let s = store.summary(true);
+        assert_eq!(s.median_ci, Some(expected));
+        assert_eq!(s.percentiles, [30.0, 70.0, 80.0]);
+        // A narrow span is counted, not selected.
+        let mut narrow = ValueStore::default();
+        narrow.extend(&[3, 1, 2, 2, 1, 3, 2, 1, 3, 2], 100);
+        assert_eq!(narrow.summary(true).median_ci, Some((1.0, 3.0)));
+        assert_eq!(narrow.summary(false).median_ci, None);
+        assert_eq!(ValueStore::default().summary(true).median_ci, None);
+    }
+
+    #[test]
+    fn a_histogram_gives_no_median_ci() {
+        let mut store = ValueStore::default();
+        store.extend(&[5, 6, 7, 8], 2);
+        let s = store.summary(true);
+        assert_eq!((s.exact, s.median_ci), (false, None));
+    }
+
+    #[test]
     fn empty_and_single_value() {
-        let empty = ValueStore::default().summary();
+        let empty = ValueStore::default().summary(false);
         assert_eq!(
             empty,
             Summary {
@@ -302,7 +368,7 @@ mod tests {
         );
         let mut one = ValueStore::default();
         one.extend(&[-7], 100);
-        let s = one.summary();
+        let s = one.summary(false);
         assert_eq!((s.count, s.mean, s.stddev), (1, -7.0, 0.0));
         assert_eq!(s.percentiles, [-7.0; 3]);
     }
@@ -317,7 +383,7 @@ mod tests {
             hdr.extend(chunk, 100);
         }
         assert!(matches!(hdr, ValueStore::Hdr(_)));
-        let (e, h) = (exact.summary(), hdr.summary());
+        let (e, h) = (exact.summary(false), hdr.summary(false));
         assert_eq!(
             (h.count, h.sum, h.min, h.max),
             (e.count, e.sum, e.min, e.max)
@@ -340,14 +406,14 @@ mod tests {
     fn values_below_the_offset_are_clamped() {
         let mut store = ValueStore::default();
         store.extend(&[50, 60, 10, 10, 10], 2);
-        let s = store.summary();
+        let s = store.summary(false);
         assert_eq!((s.min, s.max, s.count), (10, 60, 5));
         // The value that did not fit counts in the offset (10), so nothing
         // is clamped here; p50 is the third of 10, 10, 10, 50, 60.
         assert_eq!(s.percentiles[0], 10.0);
         let mut late = ValueStore::default();
         late.extend(&[50, 60, 55, 5, 5, 5], 2);
-        let s = late.summary();
+        let s = late.summary(false);
         assert_eq!((s.min, s.max), (5, 60));
         // The offset is 50; the three 5s are recorded as 50, so p50 (rank
         // 3 of 5, 5, 5, 50, 55, 60) reads 50 where the exact value is 5.

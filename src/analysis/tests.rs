@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use super::order::Orderer;
 use super::*;
 use crate::events::{parse_counter, NoPmus};
+use perfunc_calibrate::{Profile, ProfileKey, Statistic};
+
 use crate::trace::{
     Event, Footer, OwnedSample, ProbeKind, ProbeSite, RecordKind, SampleIn, Target, TraceWriter,
 };
@@ -49,6 +51,37 @@ fn header(counters: &[&str], functions: &[&str]) -> TraceHeader {
             .collect(),
         calibration: None,
     }
+}
+
+/// Deltas of one class and counter: `(class, counter, deltas)`.
+type Deltas<'a> = (&'a str, &'a str, &'a [f64]);
+
+/// A calibration profile measured on the fixtures' kernel and CPU, from
+/// the own deltas of each class and the nesting target's deltas.
+fn profile(own: &[Deltas<'_>], nested: &[Deltas<'_>]) -> Profile {
+    let owned = |list: &[Deltas<'_>]| -> Vec<(String, String, Vec<f64>)> {
+        list.iter()
+            .map(|(class, counter, v)| ((*class).into(), (*counter).into(), v.to_vec()))
+            .collect()
+    };
+    let key = ProfileKey {
+        kernel_release: "6.1.0".into(),
+        cpu_model: "test cpu".into(),
+        counters: vec!["instructions".into()],
+        mechanism: "tracefs-uprobe".into(),
+    };
+    let mut profile = Profile::from_deltas(key, 0, 1_000, 3, owned(own));
+    profile.set_nested(owned(nested));
+    profile
+}
+
+/// `header` with the probes' instruction classes and a stored profile.
+fn with_profile(mut header: TraceHeader, classes: &[&str], profile: &Profile) -> TraceHeader {
+    for (probe, class) in header.probes.iter_mut().zip(classes) {
+        probe.class = (*class).into();
+    }
+    header.calibration = Some(serde_json::from_str(&profile.to_json()).unwrap());
+    header
 }
 
 /// Three nested functions, for most fixtures.
@@ -181,7 +214,12 @@ fn tree(analysis: &Analysis) -> Vec<PathRow> {
 
 /// outer → middle → leaf, then outer → leaf; instructions and page faults.
 fn nesting() -> Vec<u8> {
-    let mut f = Fixture::new(&["instructions", "page-faults"], &APP);
+    nesting_in(&header(&["instructions", "page-faults"], &APP))
+}
+
+/// [`nesting`] under `header` (instructions and page faults, [`APP`]).
+fn nesting_in(header: &TraceHeader) -> Vec<u8> {
+    let mut f = Fixture::with_header(header);
     f.push(entry(10, OUTER, &[100, 0]))
         .push(entry(20, MIDDLE, &[130, 1]))
         .push(entry(30, LEAF, &[150, 1]))
@@ -646,8 +684,9 @@ impl Lcg {
 
 /// Four threads calling five functions at random depths, mostly on their
 /// own CPU, written round by round with CPU 1 drained first and late CPU 0
-/// records left for the next round. Returns the trace and the calls made.
-fn busy_trace(calls_per_thread: usize) -> (Vec<u8>, u64) {
+/// records left for the next round, with `profile` stored in the header.
+/// Returns the trace and the calls made.
+fn busy_trace(calls_per_thread: usize, profile: Option<&Profile>) -> (Vec<u8>, u64) {
     let names = ["f0", "f1", "f2", "f3", "f4"];
     let mut rng = Lcg(7);
     let mut records: Vec<OwnedSample> = Vec::new();
@@ -690,7 +729,11 @@ fn busy_trace(calls_per_thread: usize) -> (Vec<u8>, u64) {
         r.time / window + u64::from(r.cpu == 0 && r.time % window > window * 3 / 4)
     };
     records.sort_by_key(|r| (written_in(r), std::cmp::Reverse(r.cpu), r.time));
-    let mut f = Fixture::new(&["instructions", "page-faults"], &names);
+    let mut h = header(&["instructions", "page-faults"], &names);
+    if let Some(profile) = profile {
+        h = with_profile(h, &["push-rbp"; 5], profile);
+    }
+    let mut f = Fixture::with_header(&h);
     let mut round = 0;
     for r in &records {
         if written_in(r) != round {
@@ -704,22 +747,39 @@ fn busy_trace(calls_per_thread: usize) -> (Vec<u8>, u64) {
 
 #[test]
 fn one_and_two_threads_give_the_same_analysis() {
-    let (bytes, made) = busy_trace(3_000);
-    let opts = |threads| AnalysisOptions {
-        threads: Some(threads),
-        exact_limit: 500,
-        ..options()
-    };
-    let (one, one_calls) = calls(&bytes, &opts(1));
-    let (two, two_calls) = calls(&bytes, &opts(2));
-    assert_eq!(one, two);
-    assert_eq!(one_calls, two_calls);
-    assert!(one.discarded.is_empty(), "{:?}", one.discarded);
-    assert_eq!(one.functions.iter().map(|f| f.used).sum::<u64>(), made);
-    assert_eq!(one_calls.len() as u64, made);
-    assert!(one.functions.iter().any(|f| !f.counters[0].exact));
-    let tree_calls: u64 = one.tree.iter().map(|p| p.calls).sum();
-    assert_eq!(tree_calls, made);
+    // push-rbp: 100 instructions (median) and 0 page faults per probe pair.
+    let profile = profile(
+        &[
+            ("push-rbp", "instructions", &[90.0, 100.0, 120.0]),
+            ("push-rbp", "page-faults", &[0.0, 0.0, 1.0]),
+        ],
+        &[],
+    );
+    for profile in [None, Some(&profile)] {
+        let (bytes, made) = busy_trace(3_000, profile);
+        let opts = |threads| AnalysisOptions {
+            threads: Some(threads),
+            exact_limit: 500,
+            ..options()
+        };
+        let (one, one_calls) = calls(&bytes, &opts(1));
+        let (two, two_calls) = calls(&bytes, &opts(2));
+        assert_eq!(one, two);
+        assert_eq!(one_calls, two_calls);
+        assert_eq!(one.calibration.is_some(), profile.is_some());
+        assert!(one.discarded.is_empty(), "{:?}", one.discarded);
+        assert_eq!(one.functions.iter().map(|f| f.used).sum::<u64>(), made);
+        assert_eq!(one_calls.len() as u64, made);
+        assert!(one.functions.iter().any(|f| !f.counters[0].exact));
+        let tree_calls: u64 = one.tree.iter().map(|p| p.calls).sum();
+        assert_eq!(tree_calls, made);
+        let cost = if profile.is_some() { 100 } else { 0 };
+        for c in &one_calls {
+            let nested = i64::from(c.descendants);
+            assert_eq!(c.inclusive[0], c.raw[0] - cost - cost * nested, "{c:?}");
+            assert_eq!(c.inclusive[1], c.raw[1], "{c:?}");
+        }
+    }
 }
 
 #[test]
@@ -857,12 +917,328 @@ fn a_trace_without_counters_still_counts_calls() {
     assert_eq!(tree(&a), [(vec![0, 2], 1, vec![], vec![])]);
 }
 
+/// The classes of [`APP`] and a profile for them, in instructions: own
+/// costs push-rbp 3, endbr64 5, ret 7; descendant costs (nest − the
+/// nest's own push-rbp 3) endbr64 6, ret 9, push-rbp its own 3.
+const APP_CLASSES: [&str; 3] = ["push-rbp", "endbr64", "ret"];
+
+fn app_profile() -> Profile {
+    profile(
+        &[
+            ("push-rbp", "instructions", &[3.0]),
+            ("endbr64", "instructions", &[5.0]),
+            ("ret", "instructions", &[7.0]),
+        ],
+        &[
+            ("endbr64", "instructions", &[9.0]),
+            ("ret", "instructions", &[12.0]),
+        ],
+    )
+}
+
+fn app_header(counters: &[&str]) -> TraceHeader {
+    with_profile(header(counters, &APP), &APP_CLASSES, &app_profile())
+}
+
+#[test]
+fn calibration_subtracts_own_and_descendant_costs() {
+    let bytes = nesting_in(&app_header(&["instructions", "page-faults"]));
+    let (a, calls) = calls(&bytes, &options());
+    // Raw instructions: leaf 25, middle 70, leaf 10, outer 200. Calibrated:
+    // leaf 25 - 7 = 18; middle 70 - 5 - 9 (its leaf) = 56; leaf 10 - 7 = 3;
+    // outer 200 - 3 - (6 + 9 + 9) = 173. Self: middle 56 - 18 = 38, outer
+    // 173 - 56 - 3 = 114. The profile has no page-fault baseline: raw.
+    let deltas: Vec<_> = calls
+        .iter()
+        .map(|c| (c.probe, c.raw.clone(), c.inclusive.clone(), c.self_.clone()))
+        .collect();
+    assert_eq!(
+        deltas,
+        [
+            (LEAF, vec![25, 2], vec![18, 2], vec![18, 2]),
+            (MIDDLE, vec![70, 3], vec![56, 3], vec![38, 1]),
+            (LEAF, vec![10, 0], vec![3, 0], vec![3, 0]),
+            (OUTER, vec![200, 6], vec![173, 6], vec![114, 3]),
+        ]
+    );
+    let outer = &func(&a, "app::outer").counters[0];
+    assert_eq!(
+        (outer.sum, outer.self_sum, outer.p50),
+        (173.0, 114.0, 173.0)
+    );
+    assert_eq!(
+        (outer.raw_sum, outer.raw_mean, outer.raw_p50),
+        (200.0, 200.0, 200.0)
+    );
+    let leaf = &func(&a, "app::leaf").counters;
+    let c = &leaf[0];
+    assert_eq!(
+        (c.sum, c.mean, c.min, c.max, c.p50),
+        (21.0, 10.5, 3.0, 18.0, 3.0)
+    );
+    assert_eq!((c.raw_sum, c.raw_mean, c.raw_p50), (35.0, 17.5, 10.0));
+    // A baseline with no spread: only an exact 0 is noise.
+    assert_eq!(c.within_noise, Some(false));
+    assert_eq!((leaf[1].sum, leaf[1].raw_sum), (2.0, 2.0));
+    assert_eq!(leaf[1].within_noise, None, "no page-fault baseline");
+    assert_eq!(
+        tree(&a),
+        [
+            (vec![0], 1, vec![173.0, 6.0], vec![114.0, 3.0]),
+            (vec![0, 1], 1, vec![56.0, 3.0], vec![38.0, 1.0]),
+            (vec![0, 1, 2], 1, vec![18.0, 2.0], vec![18.0, 2.0]),
+            (vec![0, 2], 1, vec![3.0, 0.0], vec![3.0, 0.0]),
+        ]
+    );
+    let raw_tree: Vec<_> = a.tree.iter().map(|p| p.raw_inclusive.clone()).collect();
+    assert_eq!(
+        raw_tree,
+        [
+            vec![200.0, 6.0],
+            vec![70.0, 3.0],
+            vec![25.0, 2.0],
+            vec![10.0, 0.0]
+        ]
+    );
+    let info = a.calibration.as_ref().unwrap();
+    assert_eq!(info.statistic, Statistic::Median);
+    assert_eq!(
+        (
+            info.profile.kernel_release.as_str(),
+            info.rounds,
+            info.calls_per_round
+        ),
+        ("6.1.0", 3, 1_000)
+    );
+    assert!(a.trace.has_profile);
+    insta::assert_yaml_snapshot!("calibrated_nesting", a);
+}
+
+#[test]
+fn calibrated_recursion_subtracts_every_nested_probe() {
+    // fib: one instruction of its own per call; push-rbp probes cost 3 as
+    // own and descendant cost. A call with d descendants has raw d + 1, so
+    // its calibrated inclusive value is (d + 1) - 3 - 3d = -2 (d + 1), and
+    // every self value is 1 - 3 = -2: negative, and kept.
+    let cost = profile(&[("push-rbp", "instructions", &[3.0])], &[]);
+    let h = with_profile(header(&["instructions"], &["fib"]), &["push-rbp"], &cost);
+    let mut f = Fixture::with_header(&h);
+    fib(&mut f, 10, &mut 0, &mut 1_000);
+    let (a, calls) = calls(&f.finish(0), &options());
+    assert_eq!(calls.len(), 177);
+    for c in &calls {
+        assert_eq!(c.raw[0], i64::from(c.descendants) + 1);
+        assert_eq!((c.inclusive[0], c.self_[0]), (-2 * c.raw[0], -2), "{c:?}");
+    }
+    let c = &func(&a, "fib").counters[0];
+    assert_eq!((c.self_sum, c.self_mean), (-354.0, -2.0));
+    assert_eq!((c.min, c.max, c.p50), (-354.0, -2.0, -2.0));
+    assert_eq!((c.raw_sum, c.raw_p50), (-c.sum / 2.0, 1.0));
+    assert_eq!(c.within_noise, Some(false));
+}
+
+#[test]
+fn an_unwound_frame_leaves_its_probes_cost_to_its_parent() {
+    let mut f = Fixture::with_header(&app_header(&["instructions"]));
+    f.push(entry(10, OUTER, &[0]))
+        .push(entry(20, LEAF, &[10]))
+        .push(exit(30, LEAF, &[15]))
+        .push(entry(40, MIDDLE, &[20]))
+        .push(entry(50, LEAF, &[30]))
+        .push(exit(60, OUTER, &[100]))
+        .push(entry(70, MIDDLE, &[100]))
+        .push(exit(80, MIDDLE, &[110]));
+    let (a, calls) = calls(&f.finish(0), &options());
+    // outer: 100 - 3 - (leaf 9 + unwound middle 6 + the unwound leaf in it
+    // 9) = 73; its self adds back its one complete child, leaf 5 - 7 = -2.
+    let deltas: Vec<_> = calls
+        .iter()
+        .map(|c| (c.probe, c.raw[0], c.inclusive[0], c.self_[0]))
+        .collect();
+    assert_eq!(
+        deltas,
+        [(LEAF, 5, -2, -2), (OUTER, 100, 73, 75), (MIDDLE, 10, 5, 5)]
+    );
+    assert_eq!(func(&a, "app::leaf").counters[0].sum, -2.0);
+    assert_eq!(
+        func(&a, "app::middle").discarded,
+        counts(&[(Reason::Unwound, 1)])
+    );
+}
+
+#[test]
+fn the_statistic_chooses_the_cost_subtracted() {
+    // 150 deltas of 10, 48 of 20, 2 slow ones of 1,000: median 10; trimmed
+    // mean (p1..p99: the first 198) 2,460 / 198 = 12.4 -> 12; mean 22.3 -> 22.
+    let mut deltas = vec![10.0; 150];
+    deltas.extend([20.0; 48]);
+    deltas.extend([1_000.0; 2]);
+    let cost = profile(&[("push-rbp", "instructions", &deltas)], &[]);
+    let h = with_profile(header(&["instructions"], &["f"]), &["push-rbp"], &cost);
+    let mut f = Fixture::with_header(&h);
+    f.push(entry(10, 0, &[0])).push(exit(20, 0, &[100]));
+    let bytes = f.finish(0);
+    let mut seen = Vec::new();
+    for statistic in Statistic::ALL {
+        let opts = AnalysisOptions {
+            baseline: Some(statistic),
+            ..options()
+        };
+        let a = run(&bytes, &opts);
+        assert_eq!(a.calibration.unwrap().statistic, statistic);
+        let c = &a.functions[0].counters[0];
+        assert_eq!((c.raw_sum, c.raw_mean, c.raw_p50), (100.0, 100.0, 100.0));
+        seen.push(c.sum);
+    }
+    assert_eq!(seen, [90.0, 88.0, 78.0]);
+}
+
+#[test]
+fn without_a_baseline_statistic_the_values_stay_raw() {
+    let bytes = nesting_in(&app_header(&["instructions", "page-faults"]));
+    let opts = AnalysisOptions {
+        baseline: None,
+        ..options()
+    };
+    let (a, calls) = calls(&bytes, &opts);
+    let plain = run(&nesting(), &options());
+    assert_eq!((&a.calibration, &plain.calibration), (&None, &None));
+    assert_eq!(
+        (a.trace.has_profile, plain.trace.has_profile),
+        (true, false)
+    );
+    assert_eq!((&a.functions, &a.tree), (&plain.functions, &plain.tree));
+    assert!(calls.iter().all(|c| c.raw == c.inclusive));
+    let c = &func(&a, "app::outer").counters[0];
+    assert_eq!((c.sum, c.raw_sum, c.within_noise), (200.0, 200.0, None));
+}
+
+/// Calls `(probe, raw instructions)` in turn, of `f` and `g` (push-rbp)
+/// and `h` (mov, no baseline), under a push-rbp baseline of median 100 and
+/// MAD 5.
+fn noise_trace(raw: &[(u32, u64)]) -> Vec<u8> {
+    let cost = profile(
+        &[(
+            "push-rbp",
+            "instructions",
+            &[90.0, 110.0, 100.0, 95.0, 105.0],
+        )],
+        &[],
+    );
+    let h = with_profile(
+        header(&["instructions"], &["f", "g", "h"]),
+        &["push-rbp", "push-rbp", "mov"],
+        &cost,
+    );
+    let mut f = Fixture::with_header(&h);
+    let (mut time, mut value) = (0, 0);
+    for &(probe, cost) in raw {
+        f.push(entry(time, probe, &[value]));
+        value += cost;
+        f.push(exit(time + 1, probe, &[value]));
+        time += 2;
+    }
+    f.finish(0)
+}
+
+#[test]
+fn within_noise_tells_a_call_at_the_baseline_from_one_far_above() {
+    let a = run(&noise_trace(&[(0, 100), (1, 1_100), (2, 50)]), &options());
+    let noise = |name| func(&a, name).counters[0].within_noise;
+    let f = &func(&a, "f").counters[0];
+    assert_eq!((f.sum, f.raw_sum), (0.0, 100.0));
+    assert_eq!(noise("f"), Some(true), "a call that costs the baseline");
+    assert_eq!(noise("g"), Some(false), "1,000 is far above 2 MAD (10)");
+    assert_eq!(noise("h"), None, "no baseline for the mov class");
+    assert_eq!(func(&a, "h").counters[0].sum, 50.0, "nothing subtracted");
+}
+
+#[test]
+fn within_noise_uses_the_median_confidence_interval_when_exact() {
+    // f: calibrated -50 -40 -30 20 30 40 50 60 70 80: the median (30) is
+    // beyond 2 MAD, but its 95 % interval (-40, 70) crosses 0. g: the same
+    // shifted by 100: its interval (60, 170) does not.
+    let spread = [-50, -40, -30, 20, 30, 40, 50, 60, 70, 80];
+    let calls: Vec<(u32, u64)> = [0u32, 1]
+        .into_iter()
+        .flat_map(|probe| {
+            spread
+                .iter()
+                .map(move |v| (probe, (v + 100 + 100 * i64::from(probe)) as u64))
+        })
+        .collect();
+    let bytes = noise_trace(&calls);
+    let a = run(&bytes, &options());
+    let f = &func(&a, "f").counters[0];
+    assert_eq!(
+        (f.p50, f.raw_p50, f.within_noise),
+        (30.0, 130.0, Some(true))
+    );
+    assert_eq!(func(&a, "g").counters[0].within_noise, Some(false));
+    let hdr = AnalysisOptions {
+        exact_limit: 4,
+        ..options()
+    };
+    let a = run(&bytes, &hdr);
+    let f = &func(&a, "f").counters[0];
+    assert!(!f.exact);
+    assert_eq!(f.within_noise, Some(false), "no interval from a histogram");
+}
+
+#[test]
+fn a_profile_that_cannot_be_read_fails_unless_the_baseline_is_off() {
+    let mut h = app_header(&["instructions", "page-faults"]);
+    h.calibration.as_mut().unwrap()["version"] = 9.into();
+    let bytes = nesting_in(&h);
+    let err = analyze(TraceReader::new(&bytes[..]).unwrap(), &options()).unwrap_err();
+    assert!(matches!(err, AnalysisError::Profile(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "failed to read the calibration profile stored in the trace; \
+         report raw values with --baseline off"
+    );
+    let off = AnalysisOptions {
+        baseline: None,
+        ..options()
+    };
+    assert_eq!(
+        run(&bytes, &off).functions,
+        run(&nesting(), &options()).functions
+    );
+}
+
 /// Records/s of `analyze` on 4 M records with 3 counters, one thread
-/// calling a three-level tree, a round every 10 000 records:
+/// calling a three-level tree, a round every 10 000 records, without and
+/// with a calibration profile:
 /// `cargo test --release --lib analysis::tests::throughput -- --ignored --nocapture`.
 #[test]
 #[ignore = "a benchmark; run it in release mode"]
 fn throughput() {
+    let counters = ["LLC-load-misses", "LLC-store-misses", "LLC-prefetch-misses"];
+    let plain = header(&counters, &APP);
+    let deltas: Vec<(&str, &str, &[f64])> = APP_CLASSES
+        .iter()
+        .zip([&[1.0][..], &[2.0], &[3.0]])
+        .flat_map(|(&class, cost)| counters.map(|counter| (class, counter, cost)))
+        .collect();
+    let calibrated = with_profile(plain.clone(), &APP_CLASSES, &profile(&deltas, &[]));
+    for (what, header) in [("analyze", plain), ("analyze, calibrated", calibrated)] {
+        let (bytes, records) = throughput_trace(&header);
+        let mut best = 0.0f64;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let a = run(&bytes, &options());
+            let rate = records as f64 / start.elapsed().as_secs_f64();
+            assert_eq!(a.functions.iter().map(|f| f.used).sum::<u64>(), records / 2);
+            best = best.max(rate);
+        }
+        println!("{what}: {:.1} M records/s (best of 5)", best / 1e6);
+    }
+}
+
+/// The trace of [`throughput`] under `header` (3 counters, [`APP`]), and
+/// its number of records.
+fn throughput_trace(header: &TraceHeader) -> (Vec<u8>, u64) {
     let pattern = [
         (OUTER, RecordKind::Entry),
         (MIDDLE, RecordKind::Entry),
@@ -873,8 +1249,7 @@ fn throughput() {
         (MIDDLE, RecordKind::Return),
         (OUTER, RecordKind::Return),
     ];
-    let counters = ["LLC-load-misses", "LLC-store-misses", "LLC-prefetch-misses"];
-    let mut f = Fixture::new(&counters, &APP);
+    let mut f = Fixture::with_header(header);
     let (mut time, mut values) = (0u64, [0u64; 3]);
     let records = 4_000_000u64;
     for i in 0..records {
@@ -890,16 +1265,7 @@ fn throughput() {
             f.round();
         }
     }
-    let bytes = f.finish(0);
-    let mut best = 0.0f64;
-    for _ in 0..5 {
-        let start = std::time::Instant::now();
-        let a = run(&bytes, &options());
-        let rate = records as f64 / start.elapsed().as_secs_f64();
-        assert_eq!(a.functions.iter().map(|f| f.used).sum::<u64>(), records / 2);
-        best = best.max(rate);
-    }
-    println!("analyze: {:.1} M records/s (best of 5)", best / 1e6);
+    (f.finish(0), records)
 }
 
 #[test]
@@ -924,5 +1290,6 @@ fn defaults() {
         (opts.strict, opts.tid, opts.exact_limit, opts.threads),
         (false, None, 1 << 20, None)
     );
+    assert_eq!(opts.baseline, Some(Statistic::Median));
     assert!(opts.functions.is_empty());
 }

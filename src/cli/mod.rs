@@ -190,6 +190,11 @@ pub struct ReportArgs {
     #[arg(long)]
     salvage: bool,
 
+    /// The probe-cost statistic subtracted from each call (from the
+    /// calibration profile stored in the trace), or `off` for raw values.
+    #[arg(long, value_name = "median|trimmed|mean|off", default_value = "median", value_parser = parse_baseline)]
+    baseline: Baseline,
+
     /// Worker threads for pairing and aggregation (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -226,6 +231,20 @@ pub struct DemoArgs {
     /// Keep the trace in this file instead of a temporary one.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+}
+
+/// `--baseline`: a statistic, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline(Option<perfunc_calibrate::Statistic>);
+
+fn parse_baseline(text: &str) -> Result<Baseline, String> {
+    match text {
+        "off" => Ok(Baseline(None)),
+        other => other
+            .parse()
+            .map(|s| Baseline(Some(s)))
+            .map_err(|e: perfunc_calibrate::CalibrationError| e.to_string()),
+    }
 }
 
 /// Parses `args` and runs the command. Returns the process exit status.

@@ -19,6 +19,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         functions: args.functions.clone(),
         threads: args.threads,
         salvage: args.salvage,
+        baseline: args.baseline.0,
         ..AnalysisOptions::default()
     };
     let analysis = analyze_file(&args.input, &opts)?;

@@ -8,7 +8,7 @@ use crate::analysis::{Analysis, FunctionStats};
 /// The CSV writer.
 pub struct Csv;
 
-const HEADER: [&str; 19] = [
+const HEADER: [&str; 23] = [
     "function",
     "binary",
     "calls",
@@ -28,6 +28,10 @@ const HEADER: [&str; 19] = [
     "self_sum",
     "self_mean",
     "exact",
+    "raw_sum",
+    "raw_mean",
+    "raw_p50",
+    "within_noise",
 ];
 
 impl ReportWriter for Csv {
@@ -74,6 +78,12 @@ impl ReportWriter for Csv {
                     .map(f64::to_string),
                 );
                 row.push(c.exact.to_string());
+                row.extend(
+                    [c.raw_sum, c.raw_mean, c.raw_p50]
+                        .iter()
+                        .map(f64::to_string),
+                );
+                row.push(c.within_noise.map_or_else(String::new, |b| b.to_string()));
                 w.write_record(&row)?;
             }
         }

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::ReportWriter;
-use crate::analysis::{Analysis, CounterStats, FunctionStats};
+use crate::analysis::{Analysis, CalibrationInfo, CounterStats, FunctionStats};
 
 /// The JSON writer.
 pub struct Json;
@@ -32,6 +32,8 @@ struct TraceView<'a> {
     discarded: BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     salvaged: Option<&'a str>,
+    has_profile: bool,
+    calibration: Option<&'a CalibrationInfo>,
 }
 
 #[derive(Serialize)]
@@ -59,6 +61,10 @@ struct CounterView {
     self_sum: f64,
     self_mean: f64,
     exact: bool,
+    raw_sum: f64,
+    raw_mean: f64,
+    raw_p50: f64,
+    within_noise: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -68,6 +74,7 @@ struct PathView {
     inclusive: BTreeMap<String, f64>,
     #[serde(rename = "self")]
     self_: BTreeMap<String, f64>,
+    raw_inclusive: BTreeMap<String, f64>,
 }
 
 fn by_name<T: Copy>(map: &BTreeMap<crate::analysis::Reason, T>) -> BTreeMap<&'static str, T> {
@@ -88,6 +95,10 @@ fn counter(c: &CounterStats) -> CounterView {
         self_sum: c.self_sum,
         self_mean: c.self_mean,
         exact: c.exact,
+        raw_sum: c.raw_sum,
+        raw_mean: c.raw_mean,
+        raw_p50: c.raw_p50,
+        within_noise: c.within_noise,
     }
 }
 
@@ -125,6 +136,8 @@ impl ReportWriter for Json {
                 strict: a.strict,
                 discarded: by_name(&a.discarded),
                 salvaged: a.trace.salvaged.as_deref(),
+                has_profile: a.trace.has_profile,
+                calibration: a.calibration.as_ref(),
             },
             functions: functions
                 .iter()
@@ -150,6 +163,7 @@ impl ReportWriter for Json {
                     calls: p.calls,
                     inclusive: per_counter(&p.inclusive),
                     self_: per_counter(&p.self_),
+                    raw_inclusive: per_counter(&p.raw_inclusive),
                 })
                 .collect(),
         };

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::human::format_value;
 use super::ReportWriter;
-use crate::analysis::{Analysis, FunctionStats, Reason};
+use crate::analysis::{Analysis, CounterStats, FunctionStats, Reason};
 use crate::events::Unit;
 
 /// The table writer.
@@ -47,6 +47,7 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
         t.threads,
         if t.threads == 1 { "" } else { "s" }
     )?;
+    writeln!(out, "{}", calibration_line(a))?;
     if let Some(what) = &t.salvaged {
         writeln!(
             out,
@@ -85,7 +86,77 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn write_function(f: &FunctionStats, out: &mut dyn Write) -> io::Result<()> {
+/// Whether, and how, the values are calibrated (one or two lines: a
+/// CPU model name alone can take half the width).
+fn calibration_line(a: &Analysis) -> String {
+    match &a.calibration {
+        Some(info) => format!(
+            "calibrated: subtracting the {} probe cost per call; raw values: --baseline off\n\
+             calibration profile: {}, {}",
+            info.statistic, info.profile.kernel_release, info.profile.cpu_model
+        ),
+        None if a.trace.has_profile => {
+            "not calibrated (--baseline off): values include the probes' cost".to_owned()
+        }
+        None => "not calibrated: the trace holds no calibration profile; \
+                 values include the probes' cost"
+            .to_owned(),
+    }
+}
+
+/// How a row's values are to be read, as markers at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Percentiles from a histogram.
+    Approximate,
+    /// The calibrated median cannot be told apart from 0.
+    WithinNoise,
+    /// A calibrated mean or median below 0, outside the noise.
+    Negative,
+}
+
+impl Mark {
+    const ALL: [Mark; 3] = [Mark::Approximate, Mark::WithinNoise, Mark::Negative];
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Mark::Approximate => "~",
+            Mark::WithinNoise => "≈",
+            Mark::Negative => "<0",
+        }
+    }
+
+    fn footer(self) -> String {
+        match self {
+            Mark::Approximate => format!(
+                "percentiles from a histogram (relative error {}), not exact",
+                crate::analysis::PERCENTILE_RELATIVE_ERROR
+            ),
+            Mark::WithinNoise => "within the probes' noise: cannot be told apart from 0".to_owned(),
+            Mark::Negative => "calibration subtracted more than was measured: the probes' cost \
+                               varies from call to call"
+                .to_owned(),
+        }
+    }
+
+    /// The marks of counter `c` of function `f`, in [`Mark::ALL`] order.
+    fn of(a: &Analysis, f: &FunctionStats, c: &CounterStats) -> Vec<Mark> {
+        let mut marks = Vec::new();
+        if !c.exact {
+            marks.push(Mark::Approximate);
+        }
+        if a.calibration.is_some() && f.used > 0 {
+            if c.within_noise == Some(true) {
+                marks.push(Mark::WithinNoise);
+            } else if c.mean < 0.0 || c.p50 < 0.0 {
+                marks.push(Mark::Negative);
+            }
+        }
+        marks
+    }
+}
+
+fn write_function(a: &Analysis, f: &FunctionStats, out: &mut dyn Write) -> io::Result<()> {
     let mut line = format!("{}  ({}", f.name, calls(f.calls));
     let discarded: u64 = f.discarded.values().sum();
     if discarded > 0 {
@@ -108,8 +179,9 @@ fn write_function(f: &FunctionStats, out: &mut dyn Write) -> io::Result<()> {
             };
             row += &format!("{text:>WIDTH$}");
         }
-        if !c.exact {
-            row += " ~";
+        for mark in Mark::of(a, f, c) {
+            row += " ";
+            row += mark.symbol();
         }
         writeln!(out, "{row}")?;
     }
@@ -131,17 +203,14 @@ impl ReportWriter for Table {
         }
         writeln!(out, "{head}")?;
         for f in functions {
-            write_function(f, out)?;
+            write_function(analysis, f, out)?;
         }
-        if functions
+        let used: Vec<Mark> = functions
             .iter()
-            .any(|f| f.counters.iter().any(|c| !c.exact))
-        {
-            writeln!(
-                out,
-                "~ percentiles from a histogram (relative error {}), not exact",
-                crate::analysis::PERCENTILE_RELATIVE_ERROR
-            )?;
+            .flat_map(|f| f.counters.iter().flat_map(|c| Mark::of(analysis, f, c)))
+            .collect();
+        for mark in Mark::ALL.into_iter().filter(|m| used.contains(m)) {
+            writeln!(out, "{} {}", mark.symbol(), mark.footer())?;
         }
         Ok(())
     }

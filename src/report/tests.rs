@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::analysis::{CallPath, CounterStats, Reason, TraceSummary};
+use perfunc_calibrate::{ProfileKey, Statistic};
+
+use crate::analysis::{CalibrationInfo, CallPath, CounterStats, Reason, TraceSummary};
 use crate::events::{parse_counter, NoPmus, Unit};
 
 fn stats(name: &str, unit: Unit, v: [f64; 10]) -> CounterStats {
@@ -21,6 +23,21 @@ fn stats(name: &str, unit: Unit, v: [f64; 10]) -> CounterStats {
         self_sum: v[8],
         self_mean: v[9],
         exact: true,
+        raw_sum: v[0],
+        raw_mean: v[1],
+        raw_p50: v[4],
+        within_noise: None,
+    }
+}
+
+/// A call path whose raw sums are its inclusive sums (not calibrated).
+fn path(path: Vec<u32>, calls: u64, inclusive: Vec<f64>, self_: Vec<f64>) -> CallPath {
+    CallPath {
+        path,
+        calls,
+        raw_inclusive: inclusive.clone(),
+        inclusive,
+        self_,
     }
 }
 
@@ -120,42 +137,86 @@ pub(crate) fn nested() -> Analysis {
             complete: true,
             bytes_lost: 0,
             salvaged: None,
+            has_profile: false,
         },
         functions: vec![outer, middle, toucher],
         tree: vec![
-            CallPath {
-                path: vec![0],
-                calls: 5,
-                inclusive: vec![70.0, 81_200.0],
-                self_: vec![0.0, 3_100.0],
-            },
-            CallPath {
-                path: vec![0, 1],
-                calls: 15,
-                inclusive: vec![60.0, 45_000.0],
-                self_: vec![0.0, 15_000.0],
-            },
-            CallPath {
-                path: vec![0, 1, 2],
-                calls: 15,
-                inclusive: vec![60.0, 30_000.0],
-                self_: vec![60.0, 30_000.0],
-            },
-            CallPath {
-                path: vec![0, 2],
-                calls: 5,
-                inclusive: vec![10.0, 10_000.0],
-                self_: vec![10.0, 10_000.0],
-            },
+            path(vec![0], 5, vec![70.0, 81_200.0], vec![0.0, 3_100.0]),
+            path(vec![0, 1], 15, vec![60.0, 45_000.0], vec![0.0, 15_000.0]),
+            path(
+                vec![0, 1, 2],
+                15,
+                vec![60.0, 30_000.0],
+                vec![60.0, 30_000.0],
+            ),
+            path(vec![0, 2], 5, vec![10.0, 10_000.0], vec![10.0, 10_000.0]),
         ],
         discarded,
         strict: false,
+        calibration: None,
     }
 }
 
+/// [`nested`] calibrated by the median. Task clock: pf_outer well above
+/// the noise; pf_middle within it; pf_touch below 0, outside it. The
+/// profile has no page-fault baseline.
+pub(crate) fn calibrated() -> Analysis {
+    let mut a = nested();
+    a.trace.has_profile = true;
+    a.calibration = Some(CalibrationInfo {
+        statistic: Statistic::Median,
+        profile: ProfileKey {
+            kernel_release: "6.18.0".into(),
+            cpu_model: "Test CPU".into(),
+            counters: vec!["page-faults".into(), "task-clock".into()],
+            mechanism: "tracefs-uprobe".into(),
+        },
+        rounds: 5,
+        calls_per_round: 10_000,
+    });
+    let outer = &mut a.functions[0].counters[1];
+    (outer.raw_sum, outer.raw_mean, outer.raw_p50) = (134_700.0, 26_940.0, 26_600.0);
+    outer.within_noise = Some(false);
+    a.functions[1].counters[1] = CounterStats {
+        raw_sum: 48_000.0,
+        raw_mean: 3_200.0,
+        raw_p50: 3_150.0,
+        within_noise: Some(true),
+        ..stats(
+            "task-clock",
+            Unit::Nanoseconds,
+            [
+                4_500.0, 300.0, 200.0, 100.0, 250.0, 600.0, 700.0, 700.0, 1_500.0, 100.0,
+            ],
+        )
+    };
+    a.functions[2].counters[1] = CounterStats {
+        raw_sum: 25_000.0,
+        raw_mean: 1_250.0,
+        raw_p50: 1_280.0,
+        within_noise: Some(false),
+        exact: false,
+        ..stats(
+            "task-clock",
+            Unit::Nanoseconds,
+            [
+                -3_000.0, -150.0, 150.0, -400.0, -120.0, 60.0, 200.0, 200.0, -3_000.0, -150.0,
+            ],
+        )
+    };
+    for path in &mut a.tree {
+        path.raw_inclusive[1] += 1_400.0 * path.calls as f64;
+    }
+    a
+}
+
 fn render(format: Format, opts: &ReportOptions) -> String {
+    render_analysis(&nested(), format, opts)
+}
+
+fn render_analysis(a: &Analysis, format: Format, opts: &ReportOptions) -> String {
     let mut out = Vec::new();
-    write_report(&nested(), format, opts, &mut out).unwrap();
+    write_report(a, format, opts, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -222,5 +283,117 @@ fn unknown_sort_counter_lists_the_counters() {
     assert_eq!(
         err.to_string(),
         "cannot sort by `cycles`: the trace's counters are page-faults, task-clock"
+    );
+}
+
+/// The row of `counter` under function `function` in a table.
+fn row<'a>(table: &'a str, function: &str, counter: &str) -> &'a str {
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with(function))
+        .find(|l| l.trim_start().starts_with(counter))
+        .unwrap_or_else(|| panic!("no {counter} row under {function}:\n{table}"))
+}
+
+#[test]
+fn table_calibrated() {
+    let text = render_analysis(&calibrated(), Format::Table, &ReportOptions::default());
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    assert!(text.contains(
+        "\ncalibrated: subtracting the median probe cost per call; raw values: --baseline off\n\
+         calibration profile: 6.18.0, Test CPU\n"
+    ));
+    assert!(row(&text, "pf_outer", "task-clock").ends_with("19.0 µs"));
+    assert!(row(&text, "pf_middle", "task-clock").ends_with(" ≈"));
+    let touch = row(&text, "pf_touch", "task-clock");
+    assert!(
+        touch.ends_with(" ~ <0") && touch.contains("-3.00 µs"),
+        "{touch}"
+    );
+    assert!(row(&text, "pf_touch", "page-faults").ends_with(" 4"));
+    let footer: Vec<&str> = text.lines().rev().take(3).collect();
+    assert_eq!(
+        footer,
+        [
+            "<0 calibration subtracted more than was measured: the probes' cost varies from \
+             call to call",
+            "≈ within the probes' noise: cannot be told apart from 0",
+            "~ percentiles from a histogram (relative error 0.001), not exact",
+        ]
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn table_says_why_values_are_not_calibrated() {
+    let mut off = nested();
+    off.trace.has_profile = true;
+    let text = render_analysis(&off, Format::Table, &ReportOptions::default());
+    assert!(text.contains("\nnot calibrated (--baseline off): values include the probes' cost\n"));
+    let text = render(Format::Table, &ReportOptions::default());
+    assert!(text.contains(
+        "\nnot calibrated: the trace holds no calibration profile; values include the probes' \
+         cost\n"
+    ));
+    // Negative raw values are not calibration's doing: no marker.
+    let mut negative = nested();
+    negative.functions[0].counters[1].mean = -5.0;
+    let text = render_analysis(&negative, Format::Table, &ReportOptions::default());
+    assert!(!text.contains("<0"), "{text}");
+}
+
+#[test]
+fn json_calibrated() {
+    let text = render_analysis(&calibrated(), Format::Json, &ReportOptions::default());
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let calibration = &value["trace"]["calibration"];
+    assert_eq!(calibration["statistic"], "median");
+    assert_eq!(calibration["profile"]["cpu_model"], "Test CPU");
+    assert_eq!(value["trace"]["has_profile"], true);
+    let touch = &value["functions"][1]["counters"]["task-clock"];
+    assert_eq!(value["functions"][1]["name"], "pf_touch");
+    assert_eq!(
+        (touch["mean"].as_f64(), touch["raw_mean"].as_f64()),
+        (Some(-150.0), Some(1_250.0))
+    );
+    assert_eq!(touch["within_noise"], false);
+    assert_eq!(
+        value["functions"][2]["counters"]["task-clock"]["within_noise"],
+        true
+    );
+    assert_eq!(
+        value["functions"][2]["counters"]["page-faults"]["within_noise"],
+        serde_json::Value::Null
+    );
+    assert_eq!(value["tree"][0]["raw_inclusive"]["task-clock"], 88_200.0);
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn csv_calibrated() {
+    let text = render_analysis(&calibrated(), Format::Csv, &ReportOptions::default());
+    let mut reader = ::csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<::csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let cells = |i: usize| {
+        [
+            "function",
+            "counter",
+            "mean",
+            "raw_mean",
+            "raw_p50",
+            "within_noise",
+        ]
+        .map(|name| rows[i][column(name)].to_owned())
+    };
+    assert_eq!(cells(0), ["pf_outer", "page-faults", "14", "14", "14", ""]);
+    assert_eq!(
+        cells(3),
+        ["pf_touch", "task-clock", "-150", "1250", "1280", "false"]
+    );
+    assert_eq!(
+        cells(5),
+        ["pf_middle", "task-clock", "300", "3200", "3150", "true"]
     );
 }

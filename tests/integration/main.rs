@@ -3,6 +3,8 @@
 //! CI=true a missing feature is a failure, elsewhere the test is skipped
 //! with a message.
 
+// `classes()` serves the calibration tests (tests/calibration).
+#[allow(dead_code)]
 mod common;
 mod errors;
 mod record;
