@@ -182,3 +182,42 @@ fn without_privileges_the_error_names_what_is_needed() {
     assert!(err.contains("CAP_PERFMON"), "{err}");
     assert!(err.contains("perf_event_paranoid"), "{err}");
 }
+
+#[test]
+fn a_corrupt_trace_names_the_offset_and_salvage_reads_before_it() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let bin = workloads().to_str().unwrap();
+    run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            bin,
+            "loop",
+            "100000",
+        ],
+        0,
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&out, &bytes).unwrap();
+    let err = stderr_of(&["report", "-i", out.to_str().unwrap()], 1);
+    assert!(err.contains("byte"), "{err}");
+    let salvaged = run_expect(&["report", "--salvage", "-i", out.to_str().unwrap()], 0);
+    let text = String::from_utf8_lossy(&salvaged.stdout);
+    assert!(text.contains("salvaged"), "{text}");
+    assert!(text.contains("pf_leaf"), "{text}");
+}

@@ -385,3 +385,65 @@ fn the_demo_records_its_workload() {
         assert!(stdout.contains(f), "{stdout}");
     }
 }
+
+#[test]
+fn the_report_of_nested_page_faults_is_exact() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let path = record(
+        &dir,
+        "page-faults",
+        &["pf_outer", "pf_middle", "pf_touch", "pf_leaf"],
+        &[bin, "nested", "7"],
+    );
+    for threads in ["1", "2"] {
+        let out = run_expect(
+            &[
+                "report",
+                "--format",
+                "json",
+                "--threads",
+                threads,
+                "-i",
+                path.to_str().unwrap(),
+            ],
+            0,
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let stats = |name: &str| {
+            let f = report["functions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == name)
+                .unwrap()
+                .clone();
+            (
+                f["used"].as_u64().unwrap(),
+                f["counters"]["page-faults"].clone(),
+            )
+        };
+        // outer: 2 pages through pf_touch(2), then 3 × middle → pf_touch(4).
+        let (calls, outer) = stats("pf_outer");
+        assert_eq!(calls, 7);
+        assert_eq!(
+            (outer["min"].as_f64(), outer["max"].as_f64()),
+            (Some(14.0), Some(14.0))
+        );
+        assert_eq!(outer["self_sum"], 0.0);
+        let (calls, middle) = stats("pf_middle");
+        assert_eq!(calls, 21);
+        assert_eq!(
+            (middle["min"].as_f64(), middle["max"].as_f64()),
+            (Some(4.0), Some(4.0))
+        );
+        assert_eq!(middle["self_sum"], 0.0);
+        let (calls, touch) = stats("pf_touch");
+        assert_eq!(calls, 28);
+        assert_eq!(touch["mean"], 3.5);
+        assert_eq!(touch["self_sum"], 98.0);
+    }
+}
