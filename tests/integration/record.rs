@@ -50,18 +50,35 @@ fn loop_calls_are_counted_exactly() {
     assert_eq!(counts(&t, "pf_leaf"), (10_000, 10_000));
     assert!(matches!(t.end, TraceEnd::Complete(ref f) if f.lost == 0 && f.samples == 20_000));
     assert_eq!(t.header.counters.len(), 2);
-    // Entries and returns alternate on the one thread, and the clock moves on.
-    let mut last = 0;
-    for (i, s) in t.samples.iter().enumerate() {
+    // Each CPU's records are in time order in the file; records of
+    // different CPUs interleave (docs/trace-format.md, "Rounds and record
+    // order").
+    let cpus: BTreeSet<u16> = t.samples.iter().map(|s| s.cpu).collect();
+    for cpu in cpus {
+        let times: Vec<u64> = t
+            .samples
+            .iter()
+            .filter(|s| s.cpu == cpu)
+            .map(|s| s.time)
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "cpu {cpu}");
+    }
+    // In time order, entries and returns alternate on the one thread.
+    for (i, s) in by_time(&t).iter().enumerate() {
         let want = if i % 2 == 0 {
             RecordKind::Entry
         } else {
             RecordKind::Return
         };
         assert_eq!(s.kind, want, "record {i}");
-        assert!(s.time >= last);
-        last = s.time;
     }
+}
+
+/// The samples in time order (the file holds each CPU's in order).
+fn by_time(t: &perfunc::trace::Trace) -> Vec<&perfunc::trace::OwnedSample> {
+    let mut samples: Vec<_> = t.samples.iter().collect();
+    samples.sort_by_key(|s| s.time);
+    samples
 }
 
 #[test]
@@ -77,7 +94,7 @@ fn recursion_keeps_every_call() {
     // The nesting depth never goes below zero and ends at zero.
     let mut depth: i64 = 0;
     let mut max = 0;
-    for s in &t.samples {
+    for s in by_time(&t) {
         depth += if s.kind == RecordKind::Entry { 1 } else { -1 };
         assert!(depth >= 0);
         max = max.max(depth);
@@ -122,8 +139,8 @@ fn page_faults_of_a_call_are_exact() {
     // The first return probe hit of a process faults in the page of the
     // kernel's uprobe trampoline: pf_leaf, called once before, takes it.
     let deltas = |id| -> Vec<u64> {
-        t.samples
-            .iter()
+        by_time(&t)
+            .into_iter()
             .filter(|s| s.probe == id)
             .collect::<Vec<_>>()
             .chunks(2)
