@@ -34,33 +34,40 @@ fn run_build(cmd: &mut Command, what: &str) {
     );
 }
 
+/// Builds `tests/fixtures/SOURCE` into the fixtures directory as `name`
+/// with the compiler named by `env` (default `default`) and `flags`.
+fn build(env: &str, default: &str, flags: &[&str], source_name: &str, name: &str) -> PathBuf {
+    let out = fixtures_dir().join(name);
+    let tmp = out.with_extension("tmp");
+    run_build(
+        Command::new(std::env::var(env).unwrap_or_else(|_| default.into()))
+            .args(flags)
+            .arg("-o")
+            .arg(&tmp)
+            .arg(source(source_name)),
+        source_name,
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
 /// The C workloads (tests/fixtures/workloads.c), built once per test run.
 pub fn workloads() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let out = fixtures_dir().join("workloads");
-        let tmp = out.with_extension("tmp");
-        run_build(
-            Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
-                .args([
-                    "-O2",
-                    "-g",
-                    "-fno-omit-frame-pointer",
-                    "-mno-omit-leaf-frame-pointer",
-                    "-fno-optimize-sibling-calls",
-                    "-fcf-protection=none",
-                    "-pthread",
-                    // Bind every symbol at start: a lazy PLT binding would
-                    // add a GOT page fault to the first call of a function.
-                    "-Wl,-z,now",
-                    "-o",
-                ])
-                .arg(&tmp)
-                .arg(source("workloads.c")),
-            "workloads.c",
-        );
-        std::fs::rename(&tmp, &out).unwrap();
-        out
+        let flags = [
+            "-O2",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
+            "-fno-optimize-sibling-calls",
+            "-fcf-protection=none",
+            "-pthread",
+            // Bind every symbol at start: a lazy PLT binding would add a
+            // GOT page fault to the first call of a function.
+            "-Wl,-z,now",
+        ];
+        build("CC", "gcc", &flags, "workloads.c", "workloads")
     })
 }
 
@@ -68,24 +75,14 @@ pub fn workloads() -> &'static Path {
 pub fn classes() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let out = fixtures_dir().join("classes");
-        let tmp = out.with_extension("tmp");
-        run_build(
-            Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
-                .args([
-                    "-O2",
-                    "-fno-omit-frame-pointer",
-                    "-mno-omit-leaf-frame-pointer",
-                    "-fcf-protection=none",
-                    "-Wl,-z,now",
-                    "-o",
-                ])
-                .arg(&tmp)
-                .arg(source("classes.c")),
-            "classes.c",
-        );
-        std::fs::rename(&tmp, &out).unwrap();
-        out
+        let flags = [
+            "-O2",
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
+            "-fcf-protection=none",
+            "-Wl,-z,now",
+        ];
+        build("CC", "gcc", &flags, "classes.c", "classes")
     })
 }
 
@@ -93,24 +90,8 @@ pub fn classes() -> &'static Path {
 pub fn rust_fixture() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let out = fixtures_dir().join("rust_fixture");
-        let tmp = out.with_extension("tmp");
-        run_build(
-            Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-                .args([
-                    "-O",
-                    "--edition",
-                    "2021",
-                    "--crate-name",
-                    "rust_fixture",
-                    "-o",
-                ])
-                .arg(&tmp)
-                .arg(source("rust_fixture.rs")),
-            "rust_fixture.rs",
-        );
-        std::fs::rename(&tmp, &out).unwrap();
-        out
+        let flags = ["-O", "--edition", "2021", "--crate-name", "rust_fixture"];
+        build("RUSTC", "rustc", &flags, "rust_fixture.rs", "rust_fixture")
     })
 }
 
