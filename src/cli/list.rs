@@ -67,14 +67,12 @@ fn list_events<W: Write>(out: &mut W) -> anyhow::Result<()> {
                 format!("unavailable: {name}")
             }
         };
-        let kind = serde_json::to_value(spec.kind)?;
-        let unit = serde_json::to_value(spec.unit)?;
         writeln!(
             out,
             "{:<28} {:<9} {:<10} {status}",
             spec.name,
-            kind.as_str().unwrap_or(""),
-            unit.as_str().unwrap_or("")
+            spec.kind.as_str(),
+            spec.unit.as_str()
         )?;
     }
     // One explanation per distinct cause, for the first counter it hit.

@@ -45,6 +45,16 @@ pub enum CounterKind {
     Pmu,
 }
 
+impl Unit {
+    /// The kebab-case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Count => "count",
+            Self::Nanoseconds => "nanoseconds",
+        }
+    }
+}
+
 impl CounterKind {
     /// The kebab-case name, as serialized.
     pub fn as_str(self) -> &'static str {

@@ -138,14 +138,34 @@ struct Events {
 /// What went into the trace, per CPU.
 #[derive(Debug, Default)]
 struct Tally {
-    samples: BTreeMap<u16, u64>,
+    /// Samples written, indexed by CPU.
+    samples: Vec<u64>,
     lost: BTreeMap<u32, u64>,
     tids: BTreeSet<u32>,
+    /// The tid of the last sample, to spare the set a lookup per record.
+    last_tid: Option<u32>,
 }
 
 impl Tally {
+    /// Counts one sample written (called for every record: kept cheap).
+    fn count(&mut self, cpu: u16, tid: u32) {
+        let cpu = usize::from(cpu);
+        if cpu >= self.samples.len() {
+            self.samples.resize(cpu + 1, 0);
+        }
+        self.samples[cpu] += 1;
+        if self.last_tid != Some(tid) {
+            self.tids.insert(tid);
+            self.last_tid = Some(tid);
+        }
+    }
+
     fn samples(&self) -> u64 {
-        self.samples.values().sum()
+        self.samples.iter().sum()
+    }
+
+    fn samples_on(&self, cpu: u16) -> u64 {
+        self.samples.get(usize::from(cpu)).copied().unwrap_or(0)
     }
 }
 
@@ -441,8 +461,7 @@ impl Events {
                 let body = rec.to_contiguous();
                 match self.decoder.decode(rec.ty(), &body) {
                     Some(Decoded::Sample(s)) => {
-                        tally.tids.insert(s.tid);
-                        *tally.samples.entry(s.cpu).or_default() += 1;
+                        tally.count(s.cpu, s.tid);
                         writer.push_sample(&s)?;
                     }
                     Some(Decoded::Event(e)) => {
@@ -486,7 +505,7 @@ impl Events {
         }
         let mut lost = 0;
         for (&cpu, &hits) in &hits {
-            let written = self.tally.samples.get(&cpu).copied().unwrap_or(0);
+            let written = self.tally.samples_on(cpu);
             let missing = hits.saturating_sub(written);
             let reported = self.tally.lost.get(&u32::from(cpu)).copied().unwrap_or(0);
             if missing > reported {

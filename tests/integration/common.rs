@@ -182,3 +182,31 @@ pub fn probes_left_by(pid: u32) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Records `functions` on `cmd` into DIR/t.perfunc (quiet, no
+/// calibration), asserting success; returns the trace's path.
+pub fn record(
+    dir: &tempfile::TempDir,
+    counters: &str,
+    functions: &[&str],
+    cmd: &[&str],
+) -> std::path::PathBuf {
+    let out = dir.path().join("t.perfunc");
+    let mut args = vec![
+        "record",
+        "--calibration",
+        "off",
+        "-q",
+        "-e",
+        counters,
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    for f in functions {
+        args.extend(["-f", f]);
+    }
+    args.push("--");
+    args.extend(cmd);
+    run_expect(&args, 0);
+    out
+}

@@ -189,27 +189,8 @@ fn a_corrupt_trace_names_the_offset_and_salvage_reads_before_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("t.perfunc");
     let bin = workloads().to_str().unwrap();
-    run_expect(
-        &[
-            "record",
-            "--calibration",
-            "off",
-            "-q",
-            "-e",
-            "task-clock",
-            "-f",
-            "pf_leaf",
-            "-o",
-            out.to_str().unwrap(),
-            "--",
-            bin,
-            "loop",
-            "100000",
-        ],
-        0,
-    );
+    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "100000"]);
     let mut bytes = std::fs::read(&out).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

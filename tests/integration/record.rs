@@ -7,32 +7,6 @@ use perfunc::trace::{RecordKind, TraceEnd};
 
 use crate::common::*;
 
-fn record(
-    dir: &tempfile::TempDir,
-    counters: &str,
-    functions: &[&str],
-    cmd: &[&str],
-) -> std::path::PathBuf {
-    let out = dir.path().join("t.perfunc");
-    let mut args = vec![
-        "record",
-        "--calibration",
-        "off",
-        "-q",
-        "-e",
-        counters,
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    for f in functions {
-        args.extend(["-f", f]);
-    }
-    args.push("--");
-    args.extend(cmd);
-    run_expect(&args, 0);
-    out
-}
-
 #[test]
 fn loop_calls_are_counted_exactly() {
     if !probes_available() {

@@ -121,27 +121,9 @@ fn a_truncated_trace_reads_up_to_its_last_whole_chunk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("t.perfunc");
-    // Small ring wakeups and many records make several chunks.
-    run_expect(
-        &[
-            "record",
-            "--calibration",
-            "off",
-            "-q",
-            "-e",
-            "task-clock",
-            "-f",
-            "pf_leaf",
-            "-o",
-            out.to_str().unwrap(),
-            "--",
-            workloads().to_str().unwrap(),
-            "loop",
-            "100000",
-        ],
-        0,
-    );
+    let bin = workloads().to_str().unwrap();
+    // Many records make several chunks.
+    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "100000"]);
     let full = std::fs::read(&out).unwrap();
     let cut = full.len() * 2 / 3;
     std::fs::write(&out, &full[..cut]).unwrap();
