@@ -65,7 +65,7 @@ pub(super) fn run<R: Read>(
     };
     let mut trace = summarize(&header, &orderer, &end);
     trace.salvaged = orderer.salvaged.as_ref().map(ToString::to_string);
-    Ok(pool.install(|| pairing.finish(&header, trace)))
+    Ok(pool.install(|| pairing.finish(&header, trace, opts.tree_per_thread)))
 }
 
 fn is_context_switches(spec: &CounterSpec) -> bool {
@@ -188,7 +188,7 @@ impl Pairing {
     }
 
     /// Ends the open frames and builds the analysis.
-    fn finish(mut self, header: &TraceHeader, trace: TraceSummary) -> Analysis {
+    fn finish(mut self, header: &TraceHeader, trace: TraceSummary, per_thread: bool) -> Analysis {
         for thread in self.threads.values_mut() {
             thread.close(&self.cfg);
         }
@@ -224,7 +224,7 @@ impl Pairing {
         Analysis {
             trace,
             functions,
-            tree: self.tree(),
+            tree: self.tree(per_thread),
             discarded,
             strict: self.cfg.strict,
             calibration: self.cfg.compensation.as_ref().map(|c| c.info.clone()),
@@ -300,18 +300,20 @@ impl Pairing {
         totals
     }
 
-    /// Used calls by call path, across threads, sorted by path.
-    fn tree(&self) -> Vec<CallPath> {
+    /// Used calls by call path, sorted by thread (with `per_thread`) and
+    /// path; across threads otherwise.
+    fn tree(&self, per_thread: bool) -> Vec<CallPath> {
         let n = self.cfg.ncounters;
         let calibrating = self.cfg.compensation.is_some();
-        let mut paths: BTreeMap<Vec<u32>, PathSums> = BTreeMap::new();
-        for thread in self.threads.values() {
+        let mut paths: BTreeMap<(Option<u32>, Vec<u32>), PathSums> = BTreeMap::new();
+        for (&tid, thread) in &self.threads {
+            let key_tid = per_thread.then_some(tid);
             for (node, acc) in thread.nodes.iter().enumerate() {
                 if acc.calls == 0 {
                     continue;
                 }
                 let sums = paths
-                    .entry(thread.trie.path(node as u32))
+                    .entry((key_tid, thread.trie.path(node as u32)))
                     .or_insert_with(|| PathSums {
                         calls: 0,
                         inclusive: vec![0; n],
@@ -334,7 +336,8 @@ impl Pairing {
         let floats = |sums: &[i128]| sums.iter().map(|&v| v as f64).collect();
         paths
             .into_iter()
-            .map(|(path, sums)| CallPath {
+            .map(|((tid, path), sums)| CallPath {
+                tid,
                 path,
                 calls: sums.calls,
                 inclusive: floats(&sums.inclusive),
@@ -345,7 +348,7 @@ impl Pairing {
     }
 }
 
-/// The used calls along one call path, across threads.
+/// The used calls along one call path (in one thread, or across threads).
 struct PathSums {
     calls: u64,
     inclusive: Vec<i128>,

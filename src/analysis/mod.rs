@@ -178,6 +178,9 @@ pub struct AnalysisOptions {
     /// holds a calibration profile (`--baseline`); `None` reports raw
     /// values. Default: the median.
     pub baseline: Option<Statistic>,
+    /// Keep one call tree per thread ([`CallPath::tid`] set) instead of
+    /// merging the threads' trees.
+    pub tree_per_thread: bool,
 }
 
 impl Default for AnalysisOptions {
@@ -190,6 +193,7 @@ impl Default for AnalysisOptions {
             threads: None,
             salvage: false,
             baseline: Some(Statistic::Median),
+            tree_per_thread: false,
         }
     }
 }
@@ -249,6 +253,13 @@ impl CallFlags {
     /// Whether no flag is set.
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// Whether a complete call with these flags is in the statistics: not
+    /// when records were lost during it, nor, with `strict`, when it has
+    /// any flag.
+    pub fn is_used(self, strict: bool) -> bool {
+        !self.contains(Self::LOST_RECORDS) && (!strict || self.is_empty())
     }
 
     /// The flags as reasons, in [`Reason::ALL`] order.

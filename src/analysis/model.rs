@@ -144,6 +144,11 @@ pub struct FunctionStats {
 /// callers within a thread.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallPath {
+    /// The thread, when the analysis keeps one tree per thread
+    /// ([`crate::analysis::AnalysisOptions::tree_per_thread`]); `None` for
+    /// the tree merged across threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
     /// Probe ids from the outermost probed caller to this function.
     pub path: Vec<u32>,
     /// Used calls along this path.
@@ -206,7 +211,7 @@ pub struct Analysis {
     pub trace: TraceSummary,
     /// One entry per probed function with at least one call, in probe order.
     pub functions: Vec<FunctionStats>,
-    /// The call tree, sorted by path.
+    /// The call tree, sorted by thread (when kept per thread) and path.
     pub tree: Vec<CallPath>,
     /// Calls left out of the statistics across all functions, by reason.
     pub discarded: BTreeMap<Reason, u64>,

@@ -3,6 +3,7 @@
 //! the functions is shared.
 
 mod csv;
+pub mod flame;
 mod human;
 mod json;
 mod table;
@@ -41,8 +42,9 @@ pub struct ReportOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReportError {
-    /// `--sort` named a counter the trace does not have.
-    #[error("cannot sort by `{name}`: the trace's counters are {available}")]
+    /// A counter was named (`--sort`, `--counter`) that the trace does not
+    /// have.
+    #[error("the trace has no counter `{name}`; its counters are {available}")]
     UnknownCounter {
         /// What was asked for.
         name: String,
@@ -81,21 +83,7 @@ pub fn select<'a>(
 ) -> Result<Vec<&'a FunctionStats>, ReportError> {
     let index = match &opts.sort {
         None => 0,
-        Some(name) => analysis
-            .trace
-            .counters
-            .iter()
-            .position(|c| &c.name == name)
-            .ok_or_else(|| ReportError::UnknownCounter {
-                name: name.clone(),
-                available: analysis
-                    .trace
-                    .counters
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
+        Some(name) => counter_index(analysis, name)?,
     };
     let key = |f: &FunctionStats| {
         f.counters
@@ -108,6 +96,26 @@ pub fn select<'a>(
         functions.truncate(top);
     }
     Ok(functions)
+}
+
+/// The position of the counter `name` among the trace's counters.
+///
+/// # Errors
+///
+/// [`ReportError::UnknownCounter`], listing the trace's counters.
+pub fn counter_index(analysis: &Analysis, name: &str) -> Result<usize, ReportError> {
+    let counters = &analysis.trace.counters;
+    counters
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| ReportError::UnknownCounter {
+            name: name.to_owned(),
+            available: counters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Chooses, sorts and writes the report.

@@ -33,6 +33,7 @@ fn stats(name: &str, unit: Unit, v: [f64; 10]) -> CounterStats {
 /// A call path whose raw sums are its inclusive sums (not calibrated).
 fn path(path: Vec<u32>, calls: u64, inclusive: Vec<f64>, self_: Vec<f64>) -> CallPath {
     CallPath {
+        tid: None,
         path,
         calls,
         raw_inclusive: inclusive.clone(),
@@ -282,7 +283,7 @@ fn unknown_sort_counter_lists_the_counters() {
     let err = write_report(&nested(), Format::Table, &opts, &mut Vec::new()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "cannot sort by `cycles`: the trace's counters are page-faults, task-clock"
+        "the trace has no counter `cycles`; its counters are page-faults, task-clock"
     );
 }
 

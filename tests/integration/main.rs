@@ -6,6 +6,7 @@
 // `classes()` serves the calibration tests (tests/calibration).
 #[allow(dead_code)]
 mod common;
+mod compare;
 mod errors;
 mod record;
 mod signals;
