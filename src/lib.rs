@@ -11,12 +11,18 @@
 //!   (pure).
 //! - `probe` (Linux only): the one module that makes syscalls: tracefs,
 //!   uprobes, counter groups, ring buffers, process launch and attach.
+//! - [`analysis`]: pairing, statistics, the call tree and calibration
+//!   (pure).
+//! - [`report`]: the report formats and the flamegraph input (pure).
+//! - [`diff`]: two runs compared function by function, with the
+//!   statistics to back each verdict (pure).
 //! - [`cli`]: command-line definitions and the commands built on the rest.
 
 pub mod analysis;
 pub mod calibration;
 pub mod cli;
 pub mod demo;
+pub mod diff;
 pub mod events;
 #[cfg(target_os = "linux")]
 pub mod probe;

@@ -4,6 +4,8 @@
 
 mod calibrate;
 mod demo;
+mod diff;
+mod flamegraph;
 mod list;
 mod record;
 mod report;
@@ -40,6 +42,11 @@ enum Command {
     Report(ReportArgs),
     /// Print a trace, one line per record.
     Script(ScriptArgs),
+    /// Draw the probed call tree as a flamegraph weighted by a counter.
+    Flamegraph(FlamegraphArgs),
+    /// Compare two traces function by function: changes of the median with
+    /// confidence intervals, significance tests and verdicts.
+    Diff(DiffArgs),
     /// Measure what the probes cost on this machine, per class of probed
     /// instruction, and cache the profile recordings use.
     Calibrate(CalibrateArgs),
@@ -200,6 +207,118 @@ pub struct ReportArgs {
     threads: Option<usize>,
 }
 
+/// `perfunc flamegraph`.
+#[derive(Debug, Args)]
+pub struct FlamegraphArgs {
+    /// The trace to draw.
+    #[arg(short, long, value_name = "FILE", default_value = "perfunc.trace")]
+    input: PathBuf,
+
+    /// The counter that weighs the frames (default: the first).
+    #[arg(long, value_name = "NAME")]
+    counter: Option<String>,
+
+    /// The SVG to write (default: flamegraph.svg, unless only --folded is
+    /// given).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Also write the folded stacks (`a;b;c VALUE` per line) here.
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+
+    /// Only this thread's calls.
+    #[arg(long, value_name = "TID", conflicts_with = "per_thread")]
+    tid: Option<u32>,
+
+    /// One tower per thread, under a `tid N` frame.
+    #[arg(long)]
+    per_thread: bool,
+
+    /// Leave flagged calls (migrated, multiplexed, context-switched) out.
+    #[arg(long)]
+    strict: bool,
+
+    /// The probe-cost statistic subtracted from each call, or `off`.
+    #[arg(long, value_name = "median|trimmed|mean|off", default_value = "median", value_parser = parse_baseline)]
+    baseline: Baseline,
+
+    /// Worker threads for the analysis (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+/// `perfunc diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The trace of the base run.
+    base: PathBuf,
+
+    /// The trace of the new run.
+    new: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    /// Compare only this counter (default: every counter both traces have).
+    #[arg(long, value_name = "NAME")]
+    counter: Option<String>,
+
+    /// Significance level, after the Benjamini–Hochberg correction over
+    /// all function × counter tests.
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.05, value_parser = parse_alpha)]
+    alpha: f64,
+
+    /// Smallest change of the median, in percent, that counts as a
+    /// regression or an improvement.
+    #[arg(long, value_name = "PCT", default_value_t = 1.0, value_parser = parse_percent)]
+    threshold: f64,
+
+    /// Exit with status 3 when a significant regression of at least PCT
+    /// percent is found (for CI gates).
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    fail_on_regression: Option<f64>,
+
+    /// Also draw a differential flamegraph here: widths from the new run,
+    /// red where a frame's cost grew, blue where it shrank (--counter, or
+    /// the first shared counter).
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
+
+    /// Scale the base run's flamegraph to the new run's total first.
+    #[arg(long, requires = "flamegraph")]
+    normalize: bool,
+
+    /// Leave flagged calls (migrated, multiplexed, context-switched) out.
+    #[arg(long)]
+    strict: bool,
+
+    /// The probe-cost statistic subtracted from each call, or `off`.
+    #[arg(long, value_name = "median|trimmed|mean|off", default_value = "median", value_parser = parse_baseline)]
+    baseline: Baseline,
+
+    /// Worker threads for the analysis (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+fn parse_alpha(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(a) if a > 0.0 && a < 1.0 => Ok(a),
+        _ => Err(format!(
+            "`{text}` is not a significance level between 0 and 1 (e.g. 0.05)"
+        )),
+    }
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p >= 0.0 && p.is_finite() => Ok(p),
+        _ => Err(format!("`{text}` is not a percentage (e.g. 1 or 2.5)")),
+    }
+}
+
 /// `perfunc calibrate`.
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -266,6 +385,8 @@ where
         Command::List(args) => list::run(&args).map(|()| 0),
         Command::Report(args) => report::run(&args).map(|()| 0),
         Command::Script(args) => script::run(&args).map(|()| 0),
+        Command::Flamegraph(args) => flamegraph::run(&args).map(|()| 0),
+        Command::Diff(args) => diff::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Workload { iterations } => {

@@ -1,0 +1,264 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::report::tests::nested;
+
+/// A run of functions given as (name, page-fault values, task-clock
+/// values), with means from the values.
+fn run(path: &str, functions: &[(&str, Vec<i64>, Vec<i64>)]) -> Run {
+    let mut analysis = nested();
+    let template = analysis.functions[0].clone();
+    let mut values = BTreeMap::new();
+    analysis.functions = functions
+        .iter()
+        .enumerate()
+        .map(|(probe, (name, faults, clock))| {
+            let mut f = template.clone();
+            f.probe = probe as u32;
+            f.name = (*name).to_owned();
+            f.used = faults.len() as u64;
+            f.calls = f.used;
+            for (c, v) in f.counters.iter_mut().zip([faults, clock]) {
+                c.mean = v.iter().sum::<i64>() as f64 / v.len().max(1) as f64;
+            }
+            values.insert(probe as u32, vec![faults.clone(), clock.clone()]);
+            f
+        })
+        .collect();
+    Run::new(path, analysis, values)
+}
+
+/// n values spread around `center` (±5 %), in a fixed pattern.
+fn spread(n: usize, center: i64) -> Vec<i64> {
+    (0..n as i64)
+        .map(|i| center + (i * 37 % 101 - 50) * center / 1000)
+        .collect()
+}
+
+fn counter<'a>(diff: &'a Diff, function: &str, name: &str) -> &'a CounterDiff {
+    diff.functions
+        .iter()
+        .find(|f| f.name == function)
+        .and_then(|f| f.counters.iter().find(|c| c.name == name))
+        .unwrap()
+}
+
+#[test]
+fn sixteen_to_twenty_pages_is_a_25_percent_regression() {
+    let base = run("a", &[("touch", vec![16; 200], spread(200, 10_000))]);
+    let new = run("b", &[("touch", vec![20; 200], spread(200, 10_000))]);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let faults = counter(&diff, "touch", "page-faults");
+    assert_eq!(faults.verdict, Verdict::Regressed);
+    assert_eq!(faults.change, Some(0.25));
+    assert_eq!((faults.ci_low, faults.ci_high), (Some(0.25), Some(0.25)));
+    assert_eq!((faults.base_median, faults.new_median), (16.0, 20.0));
+    assert_eq!((faults.base_mean, faults.new_mean), (16.0, 20.0));
+    assert!(faults.q_value.unwrap() < 1e-10);
+    let clock = counter(&diff, "touch", "task-clock");
+    assert_eq!(clock.verdict, Verdict::Unchanged);
+    assert_eq!(clock.change, Some(0.0));
+    assert_eq!(clock.p_value, Some(1.0));
+    assert_eq!(
+        diff.regressions(0.25),
+        [("touch", "page-faults", Some(0.25))]
+    );
+    assert!(diff.regressions(0.26).is_empty());
+}
+
+#[test]
+fn a_shift_below_the_threshold_is_unchanged_and_above_it_improved() {
+    let base = run("a", &[("f", vec![1; 400], spread(400, 10_000))]);
+    let small = run("b", &[("f", vec![1; 400], spread(400, 9_950))]);
+    let large = run("c", &[("f", vec![1; 400], spread(400, 9_000))]);
+    let opts = DiffOptions::default();
+    let diff = compare(&base, &small, &opts).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert!(c.q_value.unwrap() < 0.05, "{c:?}");
+    assert_eq!(c.verdict, Verdict::Unchanged);
+    let diff = compare(&base, &large, &opts).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!(c.verdict, Verdict::Improved);
+    assert!((c.change.unwrap() + 0.1).abs() < 0.005, "{c:?}");
+    assert!(
+        c.ci_low.unwrap() <= -0.1 && c.ci_high.unwrap() >= -0.1,
+        "{c:?}"
+    );
+}
+
+#[test]
+fn too_few_calls_are_inconclusive_and_not_tested() {
+    let base = run("a", &[("f", vec![1, 1, 1], vec![10, 11, 12])]);
+    let new = run("b", &[("f", vec![9, 9, 9], vec![90, 91, 92])]);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    assert_eq!(diff.min_calls, 4);
+    for c in &diff.functions[0].counters {
+        assert_eq!(c.verdict, Verdict::Inconclusive);
+        assert_eq!((c.p_value, c.q_value), (None, None));
+    }
+    let mut table = Vec::new();
+    write_diff(&diff, crate::report::Format::Table, &mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains("inconclusive (needs ≥ 4 calls per run)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn q_values_correct_over_every_test() {
+    // Two functions, two counters: four tests, one clear difference.
+    let base = run(
+        "a",
+        &[
+            ("f", vec![16; 50], spread(50, 1_000)),
+            ("g", vec![2; 50], spread(50, 1_000)),
+        ],
+    );
+    let new = run(
+        "b",
+        &[
+            ("f", vec![20; 50], spread(50, 1_000)),
+            ("g", vec![2; 50], spread(50, 1_000)),
+        ],
+    );
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let f = counter(&diff, "f", "page-faults");
+    let p = f.p_value.unwrap();
+    assert_eq!(f.q_value, Some(p * 4.0));
+    for (name, c) in [
+        ("g", "page-faults"),
+        ("f", "task-clock"),
+        ("g", "task-clock"),
+    ] {
+        assert_eq!(counter(&diff, name, c).q_value, Some(1.0));
+    }
+}
+
+#[test]
+fn functions_of_one_run_are_listed_as_such() {
+    let base = run(
+        "a",
+        &[
+            ("both", vec![1; 10], vec![5; 10]),
+            ("gone", vec![1; 7], vec![5; 7]),
+        ],
+    );
+    let new = run(
+        "b",
+        &[
+            ("both", vec![1; 10], vec![5; 10]),
+            ("added", vec![1; 3], vec![5; 3]),
+        ],
+    );
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let summary: Vec<_> = diff
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.base_calls, f.new_calls, f.only_in))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("both", 10, 10, None),
+            ("added", 0, 3, Some(Side::New)),
+            ("gone", 7, 0, Some(Side::Base)),
+        ]
+    );
+}
+
+#[test]
+fn counter_selection_and_errors() {
+    let base = run("a", &[("f", vec![1; 10], vec![5; 10])]);
+    let new = run("b", &[("f", vec![1; 10], vec![5; 10])]);
+    let opts = DiffOptions {
+        counter: Some("task-clock".into()),
+        ..DiffOptions::default()
+    };
+    let diff = compare(&base, &new, &opts).unwrap();
+    assert_eq!(diff.functions[0].counters.len(), 1);
+    assert_eq!(diff.functions[0].counters[0].name, "task-clock");
+    let opts = DiffOptions {
+        counter: Some("cycles".into()),
+        ..DiffOptions::default()
+    };
+    let err = compare(&base, &new, &opts).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`cycles` is not a counter of both traces; they share page-faults, task-clock"
+    );
+}
+
+#[test]
+fn zero_base_median() {
+    let base = run("a", &[("f", vec![0; 40], vec![0; 40])]);
+    let mut faults = vec![0; 40];
+    faults.extend([3; 60]);
+    let new = run("b", &[("f", faults, vec![0; 100])]);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "page-faults");
+    assert_eq!(c.change, None);
+    assert_eq!(c.verdict, Verdict::Regressed);
+    assert_eq!(diff.regressions(0.5).len(), 1);
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!((c.change, c.verdict), (Some(0.0), Verdict::Unchanged));
+}
+
+#[test]
+fn json_names_every_field() {
+    let base = run("a.trace", &[("touch", vec![16; 20], vec![100; 20])]);
+    let new = run("b.trace", &[("touch", vec![20; 20], vec![100; 20])]);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let mut out = Vec::new();
+    write_diff(&diff, crate::report::Format::Json, &mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["base"]["trace"], "a.trace");
+    assert_eq!(v["new"]["command"], "/tmp/workloads nested 5");
+    let f = &v["functions"][0];
+    assert_eq!(
+        (f["name"].as_str(), f["base_calls"].as_u64()),
+        (Some("touch"), Some(20))
+    );
+    let c = &f["counters"]["page-faults"];
+    let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in [
+        "base_median",
+        "new_median",
+        "base_mean",
+        "new_mean",
+        "change",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "q_value",
+        "verdict",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    assert_eq!(c["verdict"], "regressed");
+    assert_eq!(c["change"], 0.25);
+    let mut out = Vec::new();
+    write_diff(&diff, crate::report::Format::Csv, &mut out).unwrap();
+    let csv = String::from_utf8(out).unwrap();
+    assert!(
+        csv.lines().any(
+            |l| l.starts_with("touch,page-faults,20,20,16,20,16,20,0.25,0.25,0.25,")
+                && l.ends_with(",regressed")
+        ),
+        "{csv}"
+    );
+}
+
+#[test]
+fn counters_of_one_trace_only_are_named_once() {
+    let base = run("a", &[("f", vec![1; 10], vec![5; 10])]);
+    let mut new = run("b", &[("f", vec![1; 10], vec![5; 10])]);
+    new.rename_counter(1, "cpu-clock");
+    let opts = DiffOptions {
+        counter: Some("page-faults".into()),
+        ..DiffOptions::default()
+    };
+    let diff = compare(&base, &new, &opts).unwrap();
+    assert_eq!(diff.unmatched_counters, ["task-clock", "cpu-clock"]);
+    assert_eq!(diff.functions[0].counters.len(), 1);
+}
