@@ -12,8 +12,19 @@ use perfunc_calibrate::{Profile, ProfileKey, Statistic};
 use crate::events::CounterSpec;
 use crate::trace::{Chunk, RecordKind, TraceError, TraceHeader, TraceReader};
 
-/// The probe mechanism a profile was measured with.
-pub const MECHANISM: &str = "tracefs-uprobe";
+/// The probe mechanisms a profile was measured with: uprobes placed
+/// through tracefs, and system-call tracepoint pairs (class
+/// [`TRACEPOINT_CLASS`]).
+pub const MECHANISM: &str = "tracefs-uprobe+tracepoint";
+
+/// The class of tracepoint-pair probes (system calls and `tp:` pairs) in
+/// profiles and trace headers.
+pub const TRACEPOINT_CLASS: &str = "tracepoint";
+
+/// The system call whose tracepoint pair calibration measures: it does
+/// almost nothing (reads one field of the task), so its delta is the
+/// probes' cost.
+pub const CALIBRATION_SYSCALL: &str = "getppid";
 
 /// The calibration targets compiled into perfunc.
 pub const TARGET_PATTERN: &str = "perfunc_cal_*";
@@ -314,6 +325,6 @@ mod tests {
     fn key_names_the_counters_and_mechanism() {
         let k = key(&header().counters, "6.18.44", "Some CPU");
         assert_eq!(k.counters, vec!["task-clock".to_owned()]);
-        assert_eq!(k.mechanism, "tracefs-uprobe");
+        assert_eq!(k.mechanism, "tracefs-uprobe+tracepoint");
     }
 }

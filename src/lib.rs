@@ -5,6 +5,9 @@
 //! The library is split by concept:
 //!
 //! - [`events`]: counter names to `perf_event_attr` descriptions (pure).
+//! - [`kernel`]: `-k` specs (system calls, tracepoint pairs, kernel
+//!   functions), /proc/kallsyms, tracepoint formats, kprobe definitions
+//!   (pure).
 //! - [`symbols`]: ELF functions, globs, demangling, file offsets and the
 //!   class of each function's first instruction.
 //! - [`trace`]: the versioned trace file, its writer and streaming reader
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod demo;
 pub mod diff;
 pub mod events;
+pub mod kernel;
 #[cfg(target_os = "linux")]
 pub mod probe;
 pub mod report;

@@ -30,7 +30,11 @@ pub(super) fn run<R: Read>(
     let header = reader.header().clone();
     let cfg = PairConfig {
         ncounters: header.counters.len(),
-        strict: opts.strict,
+        // Per-CPU counters (system-wide) cannot follow a call to another
+        // CPU or through a context switch: flagged calls are left out
+        // unless asked for.
+        strict: opts.strict
+            || (matches!(header.target, Target::SystemWide { .. }) && !opts.keep_flagged),
         switches: header.counters.iter().position(is_context_switches),
         wanted: select_functions(&opts.functions, &header)?,
         keep_calls: on_call.is_some(),
@@ -81,6 +85,8 @@ fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSu
         command: match &header.target {
             Target::Command { argv } => argv.join(" "),
             Target::Attach { pid } => format!("pid {pid}"),
+            Target::SystemWide { argv } if argv.is_empty() => "system-wide".to_owned(),
+            Target::SystemWide { argv } => format!("system-wide: {}", argv.join(" ")),
         },
         counters: header.counters.clone(),
         duration_ns,
@@ -91,6 +97,7 @@ fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSu
         bytes_lost,
         salvaged: None,
         has_profile: header.calibration.is_some(),
+        system_wide: matches!(header.target, Target::SystemWide { .. }),
     }
 }
 

@@ -135,6 +135,7 @@ use globset::{Glob, GlobSetBuilder};
 use perfunc_calibrate::Statistic;
 
 pub use model::*;
+pub use order::IDLE_TID_BASE;
 
 use crate::trace::{TraceError, TraceHeader, TraceReader};
 
@@ -159,8 +160,12 @@ pub const NOISE_ALPHA: f64 = 0.05;
 #[non_exhaustive]
 pub struct AnalysisOptions {
     /// Leave flagged calls (migrated, multiplexed, context-switched) out of
-    /// the statistics, as the LTTng analysis did.
+    /// the statistics, as the LTTng analysis did. Always so for a
+    /// system-wide trace, unless [`AnalysisOptions::keep_flagged`].
     pub strict: bool,
+    /// Keep flagged calls of a system-wide trace, whose counters are per
+    /// CPU (their deltas span another CPU's or another task's counts).
+    pub keep_flagged: bool,
     /// Analyze only this thread.
     pub tid: Option<u32>,
     /// Globs on the probe's function name (`*` crosses `::`); only matching
@@ -187,6 +192,7 @@ impl Default for AnalysisOptions {
     fn default() -> Self {
         Self {
             strict: false,
+            keep_flagged: false,
             tid: None,
             functions: Vec::new(),
             exact_limit: EXACT_LIMIT,

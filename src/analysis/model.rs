@@ -188,6 +188,9 @@ pub struct TraceSummary {
     pub salvaged: Option<String>,
     /// Whether the trace header holds a calibration profile (used or not).
     pub has_profile: bool,
+    /// Whether the recording was system-wide (`-a`): per-CPU counters,
+    /// flagged calls left out by default.
+    pub system_wide: bool,
 }
 
 /// How the values of a calibrated analysis were compensated.

@@ -264,7 +264,7 @@ impl Orderer {
         for s in block.iter() {
             let time = s.time();
             self.seen(time);
-            let Some(slot) = self.slot(s.tid()) else {
+            let Some(slot) = self.slot(thread_key(s.tid(), s.cpu())) else {
                 continue;
             };
             let pending = &mut self.pending[slot];
@@ -383,6 +383,22 @@ fn released(words: &[u64], stride: usize, cutoff: u64) -> usize {
         }
     }
     lo
+}
+
+/// Thread ids of idle tasks start here: every CPU's idle task has tid 0,
+/// and what a system-wide recording sees in it (softirqs, interrupts on
+/// an idle CPU) must be paired per CPU, so the analysis keys it as
+/// `IDLE_TID_BASE + cpu` (pid_max is at most 2^22, far below).
+pub const IDLE_TID_BASE: u32 = 0xffff_0000;
+
+/// The thread a sample belongs to for pairing: its tid, or its CPU's idle
+/// task.
+pub(super) fn thread_key(tid: u32, cpu: u16) -> u32 {
+    if tid == 0 {
+        IDLE_TID_BASE + u32::from(cpu)
+    } else {
+        tid
+    }
 }
 
 #[cfg(test)]

@@ -1293,3 +1293,82 @@ fn defaults() {
     assert_eq!(opts.baseline, Some(Statistic::Median));
     assert!(opts.functions.is_empty());
 }
+
+/// A system-wide trace: softirq-like pairs in the idle task (tid 0) of two
+/// CPUs at once, a migrated call and a context-switched call in thread 7.
+fn system_wide() -> Vec<u8> {
+    let mut h = header(
+        &["page-faults", "context-switches"],
+        &["tp:irq:softirq_entry/softirq_exit"],
+    );
+    h.target = Target::SystemWide { argv: Vec::new() };
+    let mut f = Fixture::with_header(&h);
+    let idle = |cpu, s: SampleIn<'static>| SampleIn {
+        tid: 0,
+        pid: 0,
+        cpu,
+        ..s
+    };
+    let t7 = |cpu, s: SampleIn<'static>| SampleIn {
+        tid: 7,
+        pid: 7,
+        cpu,
+        ..s
+    };
+    // Interleaved on CPUs 0 and 1, both in tid 0: paired per CPU.
+    f.push(idle(0, entry(10, 0, &[0, 0])))
+        .push(idle(1, entry(11, 0, &[100, 0])))
+        .push(idle(0, exit(20, 0, &[2, 0])))
+        .push(idle(1, exit(21, 0, &[103, 0])))
+        // Thread 7: migrated (entry on CPU 0, return on CPU 1) ...
+        .push(t7(0, entry(30, 0, &[10, 0])))
+        .push(t7(1, exit(40, 0, &[500, 3])))
+        // ... then switched out during the call.
+        .push(t7(1, entry(50, 0, &[500, 3])))
+        .push(t7(1, exit(60, 0, &[505, 4])));
+    f.finish(0)
+}
+
+#[test]
+fn system_wide_pairs_idle_per_cpu_and_leaves_flagged_calls_out() {
+    let bytes = system_wide();
+    let a = run(&bytes, &options());
+    assert!(
+        a.strict,
+        "flagged calls are left out of a system-wide trace"
+    );
+    assert_eq!(a.trace.command, "system-wide");
+    let stats = func(&a, "tp:irq:softirq_entry/softirq_exit");
+    assert_eq!((stats.calls, stats.used), (4, 2));
+    assert_eq!(
+        stats.discarded,
+        counts(&[(Reason::Migrated, 1), (Reason::ContextSwitched, 1)])
+    );
+    // The two idle pairs: 2 and 3 page faults, not 103 − 0 and 2 − 100.
+    assert_eq!(
+        (
+            stats.counters[0].min,
+            stats.counters[0].max,
+            stats.counters[0].sum
+        ),
+        (2.0, 3.0, 5.0)
+    );
+    assert_eq!(
+        a.trace.threads, 3,
+        "tid 0 on two CPUs counts as two threads"
+    );
+    let kept = run(
+        &bytes,
+        &AnalysisOptions {
+            keep_flagged: true,
+            ..options()
+        },
+    );
+    let stats = func(&kept, "tp:irq:softirq_entry/softirq_exit");
+    assert!(!kept.strict);
+    assert_eq!(stats.used, 4);
+    assert_eq!(
+        stats.flagged,
+        counts(&[(Reason::Migrated, 1), (Reason::ContextSwitched, 2)])
+    );
+}

@@ -10,7 +10,7 @@ use perfunc_calibrate::Profile;
 
 use super::record::{select_counters, Plan};
 use super::CalibrateArgs;
-use crate::calibration::{self, CalibrationDeltas, TARGET_PATTERN};
+use crate::calibration::{self, CalibrationDeltas, CALIBRATION_SYSCALL, TARGET_PATTERN};
 use crate::events::{CounterSpec, Unit};
 use crate::probe::{pmu, RecordTarget};
 use crate::report::format_value;
@@ -81,6 +81,7 @@ pub fn workload(calls: u64, rounds: u32) -> anyhow::Result<i32> {
     if rounds <= 1 {
         perfunc_calibrate::run(None, calls);
         perfunc_calibrate::run_nested(None, calls);
+        run_syscall(calls);
         return Ok(0);
     }
     let exe = std::env::current_exe().context("cannot find perfunc's own executable")?;
@@ -92,6 +93,22 @@ pub fn workload(calls: u64, rounds: u32) -> anyhow::Result<i32> {
         anyhow::ensure!(status.success(), "a calibration round failed: {status}");
     }
     Ok(0)
+}
+
+/// The calibration system call (`getppid`), alone and inside the nesting
+/// target, `calls` times each.
+fn run_syscall(calls: u64) {
+    extern "C" fn syscall() {
+        std::hint::black_box(std::os::unix::process::parent_id());
+    }
+    for _ in 0..calls {
+        syscall();
+    }
+    if let Some(nest) = perfunc_calibrate::nest_target() {
+        for _ in 0..calls {
+            (std::hint::black_box(nest.func))(std::hint::black_box(syscall));
+        }
+    }
 }
 
 /// Measures a profile: one recording of perfunc's calibration targets,
@@ -106,6 +123,7 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
     let plan = Plan {
         counters: counters.to_vec(),
         functions: vec![TARGET_PATTERN.to_owned()],
+        kernel: calibration_syscall(),
         target: RecordTarget::Command(vec![
             exe.into_os_string(),
             "__calibrate-workload".into(),
@@ -135,6 +153,17 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
     let mut profile = Profile::from_deltas(key, created, calls, rounds, all.own);
     profile.set_nested(all.nested);
     Ok(profile)
+}
+
+/// `syscall:getppid` where the kernel has system-call tracepoints.
+fn calibration_syscall() -> Vec<String> {
+    let enter = format!("sys_enter_{CALIBRATION_SYSCALL}");
+    match crate::probe::tracefs::Tracefs::find_or_mount() {
+        Ok(tracefs) if tracefs.has_event("syscalls", &enter) => {
+            vec![format!("syscall:{CALIBRATION_SYSCALL}")]
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn read_deltas(path: &Path) -> anyhow::Result<CalibrationDeltas> {
@@ -218,6 +247,7 @@ fn print_profile(profile: &Profile, counters: &[CounterSpec]) {
         let how = match b.class.parse::<crate::symbols::InsnClass>() {
             Ok(class) if class.emulated() => "emulated",
             Ok(_) => "single-stepped",
+            Err(_) if b.class == calibration::TRACEPOINT_CLASS => "tracepoints",
             Err(_) => "?",
         };
         let s = &b.summary;

@@ -27,6 +27,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let plan = Plan {
         counters: select_counters(&args.events)?,
         functions: vec![DEMO_FUNCTIONS.to_owned()],
+        kernel: Vec::new(),
         target: RecordTarget::Command(vec![
             exe.into_os_string(),
             "__workload".into(),

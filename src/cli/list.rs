@@ -1,4 +1,5 @@
-//! `perfunc list`: functions of a binary, or the counters of this machine.
+//! `perfunc list`: functions of a binary or of the kernel, tracepoints and
+//! system calls, or the counters of this machine.
 
 use std::io::{self, BufWriter, Write};
 
@@ -12,6 +13,15 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     if args.events {
         list_events(&mut out)?;
+    } else if args.kernel {
+        // No binary with --kernel: every word is a pattern.
+        let patterns: Vec<String> = args
+            .binary
+            .iter()
+            .map(|b| b.to_string_lossy().into_owned())
+            .chain(args.patterns.iter().cloned())
+            .collect();
+        super::kernel::list(&mut out, &patterns, args.tracepoints, args.syscalls)?;
     } else if let Some(binary) = &args.binary {
         let patterns = if args.patterns.is_empty() {
             vec!["*".to_owned()]

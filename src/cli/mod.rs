@@ -6,6 +6,7 @@ mod calibrate;
 mod demo;
 mod diff;
 mod flamegraph;
+mod kernel;
 mod list;
 mod record;
 mod report;
@@ -87,9 +88,22 @@ pub struct RecordArgs {
         short = 'f',
         long = "function",
         value_name = "PATTERN",
-        required = true
+        required_unless_present = "kernel"
     )]
     functions: Vec<String>,
+
+    /// Kernel code to probe: `syscall:NAME` (a system call, from its
+    /// sys_enter/sys_exit tracepoints), `tp:SUBSYSTEM:BEGIN/END` (a pair of
+    /// tracepoints, e.g. tp:irq:softirq_entry/softirq_exit), or a kernel
+    /// function glob (kprobes, e.g. 'vfs_read', 'ext4_*').
+    #[arg(short = 'k', long = "kernel", value_name = "SPEC")]
+    kernel: Vec<String>,
+
+    /// Record every task on every CPU (one event per CPU), while the
+    /// command runs, or until --duration or Ctrl-C. Calls that migrate or
+    /// are switched out are left out of reports (their counts are shown).
+    #[arg(short = 'a', long = "all-cpus", conflicts_with = "pid")]
+    all_cpus: bool,
 
     /// The trace file to write.
     #[arg(
@@ -141,8 +155,22 @@ pub struct ListArgs {
     #[arg(long, conflicts_with_all = ["binary", "patterns"])]
     events: bool,
 
+    /// List kernel functions (from /proc/kallsyms) matching the patterns;
+    /// with --tracepoints, tracepoints (SUBSYSTEM:EVENT) instead, and with
+    /// --syscalls, the system calls `-k syscall:NAME` can probe.
+    #[arg(long, conflicts_with = "events")]
+    kernel: bool,
+
+    /// With --kernel: list tracepoints.
+    #[arg(long, requires = "kernel", conflicts_with = "syscalls")]
+    tracepoints: bool,
+
+    /// With --kernel: list system calls.
+    #[arg(long, requires = "kernel")]
+    syscalls: bool,
+
     /// The ELF binary whose functions to list.
-    #[arg(required_unless_present = "events")]
+    #[arg(required_unless_present_any = ["events", "kernel"])]
     binary: Option<PathBuf>,
 
     /// Globs (or LIB:PATTERN) to filter functions; all functions by default.
@@ -192,6 +220,11 @@ pub struct ReportArgs {
     /// the statistics.
     #[arg(long)]
     strict: bool,
+
+    /// Keep the flagged calls of a system-wide (-a) trace, which are left
+    /// out by default.
+    #[arg(long, conflicts_with = "strict")]
+    keep_flagged: bool,
 
     /// Report the whole chunks before a corrupt one instead of failing.
     #[arg(long)]

@@ -10,25 +10,34 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 
 use super::calibrate::{profile_for_recording, CalibrationMode};
+use super::kernel::{self, KernelSite};
 use super::units::human_bytes;
 use super::RecordArgs;
 use crate::events::{self, CounterSpec, DEFAULT_FALLBACK, DEFAULT_HARDWARE};
 use crate::probe::pmu::{self, SysfsPmus};
 use crate::probe::sys::signal_name;
-use crate::probe::{self, RecordOptions, RecordResult, RecordTarget, UprobeTarget};
+use crate::probe::{self, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget};
 use crate::symbols::{self, FileOffset, Function, FunctionSpec, InsnClass, Resolved};
 use crate::trace::{ProbeKind, ProbeSite, Target, TraceHeader, TraceWriter};
 
 /// Runs `perfunc record`; returns the exit status.
 pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
     let target = match (args.pid, args.command.is_empty()) {
+        _ if args.all_cpus => {
+            RecordTarget::SystemWide((!args.command.is_empty()).then(|| args.command.clone()))
+        }
         (Some(pid), _) => RecordTarget::Pid(pid),
         (None, false) => RecordTarget::Command(args.command.clone()),
-        (None, true) => bail!("nothing to record: give a command after `--`, or -p PID"),
+        (None, true) => bail!("nothing to record: give a command after `--`, -p PID, or -a"),
     };
+    let mut counters = select_counters(&args.events)?;
+    if args.all_cpus {
+        add_context_switches(&mut counters, args.quiet)?;
+    }
     let plan = Plan {
-        counters: select_counters(&args.events)?,
+        counters,
         functions: args.functions.clone(),
+        kernel: args.kernel.clone(),
         target,
         output: args.output.clone(),
         buffer_bytes: args.buffer_size,
@@ -47,6 +56,8 @@ pub struct Plan {
     pub counters: Vec<CounterSpec>,
     /// `-f` patterns.
     pub functions: Vec<String>,
+    /// `-k` specs.
+    pub kernel: Vec<String>,
     /// What to record.
     pub target: RecordTarget,
     /// The trace file.
@@ -75,26 +86,32 @@ impl Plan {
     /// Resolves the functions, writes the trace header, records, and writes
     /// the footer.
     pub fn record(&self) -> anyhow::Result<Outcome> {
-        let exe = self.executable()?;
-        let specs: Vec<FunctionSpec> = self
-            .functions
-            .iter()
-            .map(|f| self.function_spec(f))
-            .collect::<anyhow::Result<_>>()?;
-        let resolved = symbols::resolve(&exe, &specs)?;
+        let resolved = self.resolve_functions()?;
+        let kernel_sites = kernel::resolve(&self.kernel)?;
         let calibration = profile_for_recording(&self.calibration, &self.counters, self.quiet)?;
-        let mut header = self.header(&resolved);
+        let mut header = self.header(&resolved, &kernel_sites);
         header.calibration = calibration
             .map(|p| serde_json::from_str(&p.to_json()))
             .transpose()?;
-        let probes = resolved
+        let user = resolved.iter().map(|r| {
+            (
+                r.function.name.clone(),
+                Place::Uprobe {
+                    binary: r.binary.path.clone(),
+                    offset: self.placement(&r.function).0 .0,
+                },
+            )
+        });
+        let kernel = kernel_sites
             .iter()
+            .map(|k| (k.name.clone(), k.place.clone()));
+        let probes = user
+            .chain(kernel)
             .enumerate()
-            .map(|(i, r)| UprobeTarget {
+            .map(|(i, (function, place))| ProbeTarget {
                 probe_id: i as u32,
-                function: r.function.name.clone(),
-                binary: r.binary.path.clone(),
-                offset: self.placement(&r.function).0 .0,
+                function,
+                place,
             })
             .collect();
         check_unchanged(&resolved)?;
@@ -135,12 +152,32 @@ impl Plan {
         }
     }
 
+    /// The functions `-f` names (none without `-f`).
+    fn resolve_functions(&self) -> anyhow::Result<Vec<Resolved>> {
+        if self.functions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let exe = self.executable()?;
+        let specs: Vec<FunctionSpec> = self
+            .functions
+            .iter()
+            .map(|f| self.function_spec(f))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(symbols::resolve(&exe, &specs)?)
+    }
+
     /// The ELF file whose functions `-f` names.
     fn executable(&self) -> anyhow::Result<PathBuf> {
         match &self.target {
             RecordTarget::Pid(pid) => std::fs::read_link(format!("/proc/{pid}/exe"))
                 .with_context(|| format!("no process with pid {pid} (or no access to it)")),
-            RecordTarget::Command(argv) => find_program(&argv[0]),
+            RecordTarget::Command(argv) | RecordTarget::SystemWide(Some(argv)) => {
+                find_program(&argv[0])
+            }
+            RecordTarget::SystemWide(None) => bail!(
+                "-f needs the program whose functions to probe: \
+                 give a command after `--` (with -a, it runs while perfunc records)"
+            ),
         }
     }
 
@@ -155,7 +192,36 @@ impl Plan {
         Ok(spec)
     }
 
-    fn header(&self, resolved: &[Resolved]) -> TraceHeader {
+    fn header(&self, resolved: &[Resolved], kernel_sites: &[KernelSite]) -> TraceHeader {
+        let argv = |argv: &[OsString]| -> Vec<String> {
+            argv.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let user = resolved.iter().map(|r| ProbeSite {
+            id: 0,
+            function: r.function.name.clone(),
+            raw_name: r.function.raw_name.clone(),
+            binary: r.binary.path.to_string_lossy().into_owned(),
+            build_id: r.binary.build_id_hex(),
+            addr: r.function.addr.0,
+            offset: self.placement(&r.function).0 .0,
+            size: r.function.size,
+            class: self.placement(&r.function).1.name().to_owned(),
+            kind: ProbeKind::Uprobe,
+        });
+        let kernel = kernel_sites.iter().map(|k| ProbeSite {
+            id: 0,
+            function: k.name.clone(),
+            raw_name: k.raw_name.clone(),
+            binary: KERNEL_BINARY.to_owned(),
+            build_id: None,
+            addr: k.addr,
+            offset: 0,
+            size: 0,
+            class: k.class().to_owned(),
+            kind: k.kind,
+        });
         TraceHeader {
             perfunc_version: env!("CARGO_PKG_VERSION").to_owned(),
             created_unix_ns: SystemTime::now()
@@ -163,33 +229,23 @@ impl Plan {
                 .map_or(0, |d| d.as_nanos() as u64),
             command_line: std::env::args().collect(),
             target: match &self.target {
-                RecordTarget::Command(argv) => Target::Command {
-                    argv: argv
-                        .iter()
-                        .map(|a| a.to_string_lossy().into_owned())
-                        .collect(),
-                },
+                RecordTarget::Command(a) => Target::Command { argv: argv(a) },
                 RecordTarget::Pid(pid) => Target::Attach { pid: *pid as u32 },
+                RecordTarget::SystemWide(a) => Target::SystemWide {
+                    argv: a.as_deref().map(argv).unwrap_or_default(),
+                },
             },
             kernel_release: pmu::kernel_release(),
             cpu_model: pmu::cpu_model(),
             ncpus: probe::sys::online_cpus().len() as u32,
             clock: "CLOCK_MONOTONIC".to_owned(),
             counters: self.counters.clone(),
-            probes: resolved
-                .iter()
+            probes: user
+                .chain(kernel)
                 .enumerate()
-                .map(|(i, r)| ProbeSite {
+                .map(|(i, site)| ProbeSite {
                     id: i as u32,
-                    function: r.function.name.clone(),
-                    raw_name: r.function.raw_name.clone(),
-                    binary: r.binary.path.to_string_lossy().into_owned(),
-                    build_id: r.binary.build_id_hex(),
-                    addr: r.function.addr.0,
-                    offset: self.placement(&r.function).0 .0,
-                    size: r.function.size,
-                    class: self.placement(&r.function).1.name().to_owned(),
-                    kind: ProbeKind::Uprobe,
+                    ..site
                 })
                 .collect(),
             calibration: None,
@@ -216,8 +272,10 @@ impl Outcome {
         }
         if footer.lost > 0 {
             eprintln!(
-                "perfunc: warning: the kernel dropped {} records because a ring buffer was full; \
-                 record again with a larger --buffer-size (now {})",
+                "perfunc: warning: {} probe hits were counted by the kernel but not recorded: \
+                 a ring buffer was full (record again with a larger --buffer-size, now {}), \
+                 or they fired while their CPU was writing another record (interrupts and \
+                 softirqs in a system-wide recording); the report counts them as lost",
                 footer.lost,
                 human_bytes(plan.buffer_bytes as u64)
             );
@@ -244,6 +302,30 @@ impl Outcome {
             _ => 0,
         }
     }
+}
+
+/// The `binary` of kernel probes in the trace header.
+pub const KERNEL_BINARY: &str = "[kernel]";
+
+/// In system-wide mode the counters are per CPU: perfunc needs the
+/// `context-switches` counter to tell which calls another task's work ran
+/// inside of, and adds it when it is not asked for.
+fn add_context_switches(counters: &mut Vec<CounterSpec>, quiet: bool) -> anyhow::Result<()> {
+    let switches = events::parse_counter("context-switches", &events::NoPmus)?;
+    if counters
+        .iter()
+        .any(|c| (c.type_, c.config) == (switches.type_, switches.config))
+    {
+        return Ok(());
+    }
+    if !quiet {
+        eprintln!(
+            "perfunc: note: -a adds the context-switches counter, to leave out \
+             calls during which the CPU ran another task"
+        );
+    }
+    counters.push(switches);
+    Ok(())
 }
 
 /// Parses `-e` lists, or picks the default counters for this machine.

@@ -15,6 +15,7 @@ use crate::trace::TraceReader;
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let opts = AnalysisOptions {
         strict: args.strict,
+        keep_flagged: args.keep_flagged,
         tid: args.tid,
         functions: args.functions.clone(),
         threads: args.threads,

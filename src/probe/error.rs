@@ -25,8 +25,9 @@ pub enum ProbeError {
         /// The cause.
         cause: io::Error,
     },
-    /// Writing a probe definition into uprobe_events failed.
-    #[error("failed to place uprobe `{line}`: {cause}{}", privilege_hint(cause))]
+    /// Writing a probe definition into uprobe_events or kprobe_events
+    /// failed.
+    #[error("failed to place probe `{line}`: {cause}{}", privilege_hint(cause))]
     PlaceUprobe {
         /// The definition line.
         line: String,
@@ -94,6 +95,18 @@ pub enum ProbeError {
         command: String,
         /// The cause.
         cause: io::Error,
+    },
+    /// Kernel functions were asked for on a kernel without kprobes.
+    #[error(
+        "cannot probe the kernel function {function}: this kernel has no kprobes \
+         (CONFIG_KPROBES and CONFIG_KPROBE_EVENTS are off: tracefs has no kprobe_events \
+         and there is no kprobe PMU); system calls and tracepoints work without them: \
+         -k syscall:NAME, or -k tp:SUBSYSTEM:BEGIN/END for a begin/end tracepoint pair \
+         (perfunc list --kernel --tracepoints)"
+    )]
+    NoKprobes {
+        /// The function asked for.
+        function: String,
     },
     /// The process to attach to does not exist.
     #[error("no process with pid {0}: check the pid (it may have exited)")]

@@ -19,4 +19,4 @@ pub mod sys;
 pub mod tracefs;
 
 pub use error::ProbeError;
-pub use session::{record, RecordOptions, RecordResult, RecordTarget, UprobeTarget};
+pub use session::{record, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget};

@@ -16,22 +16,46 @@ use perf_event::{Builder, Clock, Counter, ReadFormat, SampleFlag, Sampler};
 use super::pmu::{counter_builder, explain, RawEvent};
 use super::ring::{Decoded, Decoder};
 use super::sys::{self, HeldChild, WaitStatus};
-use super::tracefs::{self, PlacedUprobe, Tracefs, UprobeSet};
+use super::tracefs::{self, PlacedPair, ProbeSet, Tracefs};
 use super::ProbeError;
 use crate::events::CounterSpec;
 use crate::trace::{Event, ExitStatus, Footer, RecordKind, TraceWriter};
 
-/// A function to probe: where its uprobes go.
+/// What to probe: a function, a system call or a pair of tracepoints.
 #[derive(Debug, Clone)]
-pub struct UprobeTarget {
+pub struct ProbeTarget {
     /// Index into the trace header's probe list.
     pub probe_id: u32,
     /// Display name, for messages.
     pub function: String,
-    /// The binary the offset is in.
-    pub binary: PathBuf,
-    /// File offset of the function's first instruction.
-    pub offset: u64,
+    /// Where the entry and return events come from.
+    pub place: Place,
+}
+
+/// Where a probe's entry and return events come from.
+#[derive(Debug, Clone)]
+pub enum Place {
+    /// A uprobe and a uretprobe at a file offset of a binary.
+    Uprobe {
+        /// The binary the offset is in.
+        binary: PathBuf,
+        /// File offset of the probed instruction.
+        offset: u64,
+    },
+    /// A kprobe and a kretprobe on a kernel function.
+    Kprobe {
+        /// The function's symbol.
+        symbol: String,
+    },
+    /// Two existing tracepoints, `(group, event)` each: a system call's
+    /// `syscalls/sys_enter_NAME` and `syscalls/sys_exit_NAME`, or any
+    /// begin/end pair.
+    Tracepoints {
+        /// The event that opens a call.
+        begin: (String, String),
+        /// The event that closes it.
+        end: (String, String),
+    },
 }
 
 /// What to record.
@@ -41,6 +65,10 @@ pub enum RecordTarget {
     Command(Vec<OsString>),
     /// Attach to this running process and all its threads.
     Pid(i32),
+    /// Every process on every CPU (one event per CPU, no pid), while this
+    /// command runs (perfunc starts it, held until the probes are in
+    /// place) or, without one, until the duration or a signal.
+    SystemWide(Option<Vec<OsString>>),
 }
 
 /// Everything a recording needs.
@@ -49,7 +77,7 @@ pub struct RecordOptions {
     /// The counters read at every probe hit, in trace order.
     pub counters: Vec<CounterSpec>,
     /// The functions to probe.
-    pub probes: Vec<UprobeTarget>,
+    pub probes: Vec<ProbeTarget>,
     /// What to record.
     pub target: RecordTarget,
     /// Bytes of ring buffer per CPU (rounded up to a power of two).
@@ -185,11 +213,18 @@ pub fn record<W: Write>(
         }
     }
     let stop = StopFlag::install()?;
-    let mut uprobes = UprobeSet::new(tracefs);
-    let placed: Vec<PlacedUprobe> = opts
+    let mut probes = ProbeSet::new(tracefs.clone());
+    let placed: Vec<PlacedPair> = opts
         .probes
         .iter()
-        .map(|p| uprobes.add(&p.binary, p.offset))
+        .map(|p| match &p.place {
+            Place::Uprobe { binary, offset } => probes.add(binary, *offset),
+            Place::Kprobe { symbol } => probes.add_kprobe(symbol),
+            Place::Tracepoints { begin, end } => Ok(PlacedPair {
+                entry_id: tracefs.event_id(&begin.0, &begin.1)?,
+                return_id: tracefs.event_id(&end.0, &end.1)?,
+            }),
+        })
         .collect::<Result<_, _>>()?;
     let cpus = sys::online_cpus();
 
@@ -228,10 +263,40 @@ pub fn record<W: Write>(
                 Some(pidfd),
             )
         }
+        RecordTarget::SystemWide(command) => {
+            let child = command
+                .as_ref()
+                .map(|argv| {
+                    HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
+                        command: display_command(argv),
+                        cause,
+                    })
+                })
+                .transpose()?;
+            let mut events = Events::new();
+            events.open_for(opts, &placed, &cpus, SYSTEM_WIDE, Start::Now)?;
+            let (watched, pidfd) = match (child, command) {
+                (Some(mut child), Some(argv)) => {
+                    child.release().map_err(|cause| ProbeError::Spawn {
+                        command: display_command(argv),
+                        cause,
+                    })?;
+                    (
+                        Watched::Child(child.pid()),
+                        sys::pidfd_open(child.pid()).ok(),
+                    )
+                }
+                _ => (Watched::Nothing, None),
+            };
+            run(opts, &mut events, writer, &stop, watched, pidfd)
+        }
     };
-    drop(uprobes);
+    drop(probes);
     result
 }
+
+/// The pid of a system-wide event: every task on its CPU.
+const SYSTEM_WIDE: i32 = -1;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Start {
@@ -245,6 +310,8 @@ enum Start {
 enum Watched {
     Child(i32),
     Process(i32),
+    /// System-wide without a command: until the duration or a signal.
+    Nothing,
 }
 
 fn display_command(argv: &[OsString]) -> String {
@@ -260,7 +327,7 @@ fn display_command(argv: &[OsString]) -> String {
 fn attach_all_threads(
     opts: &RecordOptions,
     events: &mut Events,
-    placed: &[PlacedUprobe],
+    placed: &[PlacedPair],
     cpus: &[usize],
     pid: i32,
 ) -> Result<(), ProbeError> {
@@ -312,12 +379,21 @@ fn set_read_format(b: &mut Builder<'_>) {
     b.attrs_mut().read_format = READ_FORMAT.bits();
 }
 
+/// Observes `pid` (with its future threads and children), or every task
+/// on the CPU for [`SYSTEM_WIDE`].
+fn observe(b: &mut Builder<'_>, pid: i32, cpu: usize) {
+    if pid == SYSTEM_WIDE {
+        b.any_pid();
+    } else {
+        b.observe_pid(pid).inherit(true);
+    }
+    b.one_cpu(cpu);
+}
+
 fn probe_builder(id: u64, pid: i32, cpu: usize) -> Builder<'static> {
     let mut b = Builder::new(RawEvent::tracepoint(id));
-    b.observe_pid(pid)
-        .one_cpu(cpu)
-        .inherit(true)
-        .exclude_kernel(false)
+    observe(&mut b, pid, cpu);
+    b.exclude_kernel(false)
         .exclude_hv(true)
         .sample_period(1)
         .sample(SAMPLE_FLAGS)
@@ -349,7 +425,7 @@ impl Events {
     fn open_for(
         &mut self,
         opts: &RecordOptions,
-        placed: &[PlacedUprobe],
+        placed: &[PlacedPair],
         cpus: &[usize],
         pid: i32,
         start: Start,
@@ -365,8 +441,8 @@ impl Events {
     fn open_group(
         &mut self,
         opts: &RecordOptions,
-        target: &UprobeTarget,
-        probe: &PlacedUprobe,
+        target: &ProbeTarget,
+        probe: &PlacedPair,
         pid: i32,
         cpu: usize,
         start: Start,
@@ -396,10 +472,11 @@ impl Events {
         let mut members = vec![ret];
         for spec in &opts.counters {
             let mut b = counter_builder(spec);
-            b.observe_pid(pid)
-                .one_cpu(cpu)
-                .inherit(true)
-                .enabled(true)
+            observe(&mut b, pid, cpu);
+            // Enabled: a member opened disabled is only put on the PMU when
+            // its leader's PMU is next rescheduled, which in a CPU-wide
+            // group may never happen (its counts then stay 0).
+            b.enabled(true)
                 // The kernel wants every member of an inherited group to
                 // agree with the leader on PERF_SAMPLE_READ (members with a
                 // sample period of 0 never sample).
@@ -663,6 +740,7 @@ fn ended(watched: Watched) -> Result<Option<Option<WaitStatus>>, ProbeError> {
             let alive = std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
             Ok((!alive).then_some(None))
         }
+        Watched::Nothing => Ok(None),
     }
 }
 

@@ -40,24 +40,89 @@ impl Tracefs {
         &self.root
     }
 
-    fn uprobe_events(&self) -> PathBuf {
-        self.root.join("uprobe_events")
+    fn events_file(&self, kind: DynamicKind) -> PathBuf {
+        self.root.join(kind.file())
     }
 
-    /// Appends one definition line to `uprobe_events`.
-    fn write_uprobe_line(&self, line: &str) -> io::Result<()> {
-        let mut file = OpenOptions::new().append(true).open(self.uprobe_events())?;
+    /// Whether the kernel takes kprobe definitions (CONFIG_KPROBE_EVENTS).
+    pub fn has_kprobe_events(&self) -> bool {
+        self.events_file(DynamicKind::Kprobe).exists()
+    }
+
+    /// Appends one definition line to `uprobe_events` or `kprobe_events`.
+    fn write_line(&self, kind: DynamicKind, line: &str) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(self.events_file(kind))?;
         file.write_all(format!("{line}\n").as_bytes())
     }
 
-    /// The lines of `uprobe_events`.
-    pub fn uprobe_lines(&self) -> Result<Vec<String>, ProbeError> {
-        let path = self.uprobe_events();
-        let text = fs::read_to_string(&path).map_err(|cause| ProbeError::Tracefs {
-            path: path.clone(),
-            cause,
-        })?;
+    /// The lines of `uprobe_events` or `kprobe_events` (none when the file
+    /// does not exist).
+    pub fn probe_lines(&self, kind: DynamicKind) -> Result<Vec<String>, ProbeError> {
+        let path = self.events_file(kind);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(cause) => return Err(ProbeError::Tracefs { path, cause }),
+        };
         Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// Whether the static tracepoint `group/name` exists.
+    pub fn has_event(&self, group: &str, name: &str) -> bool {
+        self.root
+            .join("events")
+            .join(group)
+            .join(name)
+            .join("id")
+            .exists()
+    }
+
+    /// The names of the events of tracepoint group `group` (empty when
+    /// there is no such group).
+    pub fn event_names(&self, group: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.root.join("events").join(group))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                e.path()
+                    .join("id")
+                    .exists()
+                    .then(|| e.file_name().to_string_lossy().into_owned())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The tracepoint groups (subsystems), sorted.
+    pub fn event_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = fs::read_dir(self.root.join("events"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                e.file_type()
+                    .ok()?
+                    .is_dir()
+                    .then(|| e.file_name().to_string_lossy().into_owned())
+            })
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    /// The `format` file of event `group/name`.
+    pub fn event_format(&self, group: &str, name: &str) -> Result<String, ProbeError> {
+        let path = self
+            .root
+            .join("events")
+            .join(group)
+            .join(name)
+            .join("format");
+        fs::read_to_string(&path).map_err(|cause| ProbeError::Tracefs { path, cause })
     }
 
     /// The id of event `group/name`, for `PERF_TYPE_TRACEPOINT`.
@@ -124,27 +189,47 @@ pub fn group_for(pid: u32) -> String {
     format!("perfunc_{pid}")
 }
 
-/// One uprobe pair placed in tracefs: the entry and the return event.
+/// The two kinds of probes defined through tracefs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DynamicKind {
+    /// `uprobe_events`: user-space functions.
+    Uprobe,
+    /// `kprobe_events`: kernel functions.
+    Kprobe,
+}
+
+impl DynamicKind {
+    fn file(self) -> &'static str {
+        match self {
+            DynamicKind::Uprobe => "uprobe_events",
+            DynamicKind::Kprobe => "kprobe_events",
+        }
+    }
+}
+
+/// One pair of events placed or found in tracefs: the entry and the return
+/// event.
 #[derive(Debug, Clone)]
-pub struct PlacedUprobe {
+pub struct PlacedPair {
     /// Tracepoint id of the entry probe.
     pub entry_id: u64,
     /// Tracepoint id of the return probe.
     pub return_id: u64,
 }
 
-/// The uprobes of one recording; removed from tracefs when dropped.
+/// The uprobes and kprobes of one recording; removed from tracefs when
+/// dropped.
 #[derive(Debug)]
-pub struct UprobeSet {
+pub struct ProbeSet {
     tracefs: Tracefs,
     group: String,
-    names: Vec<String>,
+    names: Vec<(DynamicKind, String)>,
 }
 
-impl UprobeSet {
+impl ProbeSet {
     /// An empty set whose probes go into group `perfunc_<our pid>`.
-    pub fn new(tracefs: Tracefs) -> UprobeSet {
-        UprobeSet {
+    pub fn new(tracefs: Tracefs) -> ProbeSet {
+        ProbeSet {
             tracefs,
             group: group_for(std::process::id()),
             names: Vec::new(),
@@ -157,27 +242,61 @@ impl UprobeSet {
     }
 
     /// Places an entry and a return probe at `offset` in `binary`.
-    pub fn add(&mut self, binary: &Path, offset: u64) -> Result<PlacedUprobe, ProbeError> {
-        let index = self.names.len() / 2;
-        let entry = format!("f{index}");
-        let ret = format!("f{index}_ret");
+    pub fn add(&mut self, binary: &Path, offset: u64) -> Result<PlacedPair, ProbeError> {
         let target = format!("{}:{:#x}", binary.display(), offset);
         if target.contains(char::is_whitespace) {
             return Err(ProbeError::PathWithSpace(binary.to_owned()));
         }
-        for (prefix, name) in [("p", &entry), ("r", &ret)] {
-            let line = format!("{prefix}:{}/{name} {target}", self.group);
+        let entry = format!("f{}", self.names.len() / 2);
+        let ret = format!("{entry}_ret");
+        let lines = [
+            (format!("p:{}/{entry} {target}", self.group), entry),
+            (format!("r:{}/{ret} {target}", self.group), ret),
+        ];
+        self.place(DynamicKind::Uprobe, lines)
+    }
+
+    /// Places a kprobe and a kretprobe on the kernel function `symbol`.
+    pub fn add_kprobe(&mut self, symbol: &str) -> Result<PlacedPair, ProbeError> {
+        if !self.tracefs.has_kprobe_events() {
+            return Err(ProbeError::NoKprobes {
+                function: symbol.to_owned(),
+            });
+        }
+        let index = self.names.len() / 2;
+        let (entry, ret) =
+            crate::kernel::kprobe_lines(&self.group, index, symbol).map_err(|e| {
+                ProbeError::Sys {
+                    what: format!("placing a kprobe on {symbol}"),
+                    cause: io::Error::new(io::ErrorKind::InvalidInput, e),
+                }
+            })?;
+        let lines = [
+            (entry, crate::kernel::kprobe_event_name(index, false)),
+            (ret, crate::kernel::kprobe_event_name(index, true)),
+        ];
+        self.place(DynamicKind::Kprobe, lines)
+    }
+
+    /// Writes the entry and return definitions, `(line, event name)` each,
+    /// and finds their tracepoint ids.
+    fn place(
+        &mut self,
+        kind: DynamicKind,
+        lines: [(String, String); 2],
+    ) -> Result<PlacedPair, ProbeError> {
+        for (line, name) in &lines {
             self.tracefs
-                .write_uprobe_line(&line)
+                .write_line(kind, line)
                 .map_err(|cause| ProbeError::PlaceUprobe {
                     line: line.clone(),
                     cause,
                 })?;
-            self.names.push(name.clone());
+            self.names.push((kind, name.clone()));
         }
-        Ok(PlacedUprobe {
-            entry_id: self.tracefs.event_id(&self.group, &entry)?,
-            return_id: self.tracefs.event_id(&self.group, &ret)?,
+        Ok(PlacedPair {
+            entry_id: self.tracefs.event_id(&self.group, &lines[0].1)?,
+            return_id: self.tracefs.event_id(&self.group, &lines[1].1)?,
         })
     }
 
@@ -185,9 +304,9 @@ impl UprobeSet {
     /// first, or the kernel answers EBUSY.
     pub fn remove_all(&mut self) -> Result<(), ProbeError> {
         let mut first_error = None;
-        for name in self.names.drain(..).rev() {
-            let line = format!("-:{}/{name}", self.group);
-            if let Err(cause) = self.tracefs.write_uprobe_line(&line) {
+        for (kind, name) in self.names.drain(..).rev() {
+            let line = crate::kernel::kprobe_removal_line(&self.group, &name);
+            if let Err(cause) = self.tracefs.write_line(kind, &line) {
                 first_error.get_or_insert(ProbeError::RemoveUprobe { line, cause });
             }
         }
@@ -195,7 +314,7 @@ impl UprobeSet {
     }
 }
 
-impl Drop for UprobeSet {
+impl Drop for ProbeSet {
     fn drop(&mut self) {
         if let Err(e) = self.remove_all() {
             eprintln!("perfunc: warning: {e}");
@@ -207,12 +326,15 @@ impl Drop for UprobeSet {
 /// perfunc killed with SIGKILL cannot clean up after itself). Returns how
 /// many probes were removed.
 pub fn remove_stale_groups(tracefs: &Tracefs) -> Result<usize, ProbeError> {
-    let lines = tracefs.uprobe_lines()?;
     let mut removed = 0;
-    for (group, name) in stale_probes(&lines, |pid| Path::new(&format!("/proc/{pid}")).exists()) {
-        let line = format!("-:{group}/{name}");
-        if tracefs.write_uprobe_line(&line).is_ok() {
-            removed += 1;
+    for kind in [DynamicKind::Uprobe, DynamicKind::Kprobe] {
+        let lines = tracefs.probe_lines(kind)?;
+        let alive = |pid| Path::new(&format!("/proc/{pid}")).exists();
+        for (group, name) in stale_probes(&lines, alive) {
+            let line = crate::kernel::kprobe_removal_line(&group, &name);
+            if tracefs.write_line(kind, &line).is_ok() {
+                removed += 1;
+            }
         }
     }
     Ok(removed)

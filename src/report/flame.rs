@@ -120,6 +120,9 @@ pub fn process_name(command: &str) -> String {
     if command.starts_with("pid ") {
         return command.to_owned();
     }
+    if command.starts_with("system-wide") {
+        return "system-wide".to_owned();
+    }
     let program = command.split_whitespace().next().unwrap_or(command);
     program.rsplit('/').next().unwrap_or(program).to_owned()
 }
@@ -231,5 +234,6 @@ mod tests {
         assert_eq!(process_name("/usr/bin/app --x 1"), "app");
         assert_eq!(process_name("./app"), "app");
         assert_eq!(process_name("pid 42"), "pid 42");
+        assert_eq!(process_name("system-wide: ./app x"), "system-wide");
     }
 }

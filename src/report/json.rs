@@ -33,6 +33,7 @@ struct TraceView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     salvaged: Option<&'a str>,
     has_profile: bool,
+    system_wide: bool,
     calibration: Option<&'a CalibrationInfo>,
 }
 
@@ -137,6 +138,7 @@ impl ReportWriter for Json {
                 discarded: by_name(&a.discarded),
                 salvaged: a.trace.salvaged.as_deref(),
                 has_profile: a.trace.has_profile,
+                system_wide: a.trace.system_wide,
                 calibration: a.calibration.as_ref(),
             },
             functions: functions

@@ -67,7 +67,13 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
             "left out of the statistics: {} ({}){}",
             calls(discarded),
             reasons(&a.discarded),
-            if a.strict { "; --strict" } else { "" }
+            match (a.strict, t.system_wide) {
+                (true, true) =>
+                    "; system-wide: calls that migrated or were switched out \
+                                  are left out (--keep-flagged keeps them)",
+                (true, false) => "; --strict",
+                (false, _) => "",
+            }
         )?;
     }
     let mut flagged = BTreeMap::new();

@@ -139,6 +139,7 @@ pub(crate) fn nested() -> Analysis {
             bytes_lost: 0,
             salvaged: None,
             has_profile: false,
+            system_wide: false,
         },
         functions: vec![outer, middle, toucher],
         tree: vec![

@@ -49,18 +49,26 @@ pub enum Target {
         /// Its process id.
         pid: u32,
     },
+    /// Every task on every CPU (`-a`), while `argv` ran (empty: until a
+    /// duration or a signal).
+    SystemWide {
+        /// The command perfunc ran meanwhile, program first; empty if none.
+        argv: Vec<String>,
+    },
 }
 
-/// One probed function.
+/// One probed function, system call or tracepoint pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSite {
     /// Index of this probe in [`TraceHeader::probes`].
     pub id: u32,
-    /// Demangled function name.
+    /// Demangled function name; `syscall:NAME` for a system call, the
+    /// user's `tp:SUBSYSTEM:BEGIN/END` for a tracepoint pair.
     pub function: String,
-    /// Symbol name as in the binary.
+    /// Symbol name as in the binary (or the kernel); for tracepoints the
+    /// two events, `group:event/group:event`.
     pub raw_name: String,
-    /// Path of the binary.
+    /// Path of the binary; `[kernel]` for kernel probes.
     pub binary: String,
     /// GNU build id of the binary, in hex.
     pub build_id: Option<String>,
@@ -82,6 +90,12 @@ pub struct ProbeSite {
 pub enum ProbeKind {
     /// A user-space uprobe and uretprobe pair.
     Uprobe,
+    /// A kernel function's kprobe and kretprobe pair.
+    Kprobe,
+    /// A system call's `sys_enter_NAME` and `sys_exit_NAME` tracepoints.
+    Syscall,
+    /// Any begin/end pair of tracepoints.
+    Tracepoints,
 }
 
 /// How the recording ended; the payload of the last chunk of a complete trace.

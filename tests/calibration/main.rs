@@ -240,3 +240,60 @@ fn the_same_program_recorded_twice_is_unchanged() {
     eprintln!("task-clock verdicts of 20 identical pairs: {clock:?}");
     assert!(unchanged >= 18, "only {unchanged} of 20 pairs unchanged");
 }
+
+/// The tracepoint-pair class: a profile holds a `tracepoint` baseline
+/// measured on getppid, and a recording of getppid calls is compensated by
+/// it (exactly 0 page faults; the time left is printed).
+#[test]
+fn system_calls_are_calibrated_by_their_class() {
+    let _one = one_at_a_time();
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (path, profile) = profile(dir.path());
+    let base = baseline(&profile, "tracepoint", "task-clock");
+    assert!(base["summary"]["n"].as_u64().unwrap() >= 3000, "{base}");
+    let nested = profile["nested"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["class"] == "tracepoint" && b["counter"] == "task-clock");
+    assert!(nested.is_some(), "no nested tracepoint cost in {profile}");
+    let trace = dir.path().join("s.perfunc");
+    let bin = workloads().to_str().unwrap();
+    run_expect(
+        &[
+            "record",
+            "-q",
+            "--calibration",
+            path.to_str().unwrap(),
+            "-e",
+            "task-clock,page-faults",
+            "-k",
+            "syscall:getppid",
+            "-o",
+            trace.to_str().unwrap(),
+            "--",
+            bin,
+            "libc",
+            "2000",
+        ],
+        0,
+    );
+    let out = run_expect(
+        &["report", "--format", "json", "-i", trace.to_str().unwrap()],
+        0,
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = function(&report, "syscall:getppid");
+    assert_eq!(f["used"], 2000);
+    assert_eq!(f["counters"]["page-faults"]["sum"], 0.0);
+    let clock = &f["counters"]["task-clock"];
+    eprintln!(
+        "syscall:getppid: raw median {} ns, calibrated median {} ns, baseline median {} ns, \
+         within noise {}",
+        clock["raw_p50"], clock["p50"], base["summary"]["median"], clock["within_noise"]
+    );
+    assert!(clock["within_noise"].is_boolean());
+}

@@ -8,5 +8,6 @@
 mod common;
 mod compare;
 mod errors;
+mod kernel;
 mod record;
 mod signals;
