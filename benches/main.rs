@@ -18,6 +18,7 @@ const THREADS: u32 = 4;
 
 fn header() -> TraceHeader {
     let site = |id: u32, name: &str| ProbeSite {
+        key: None,
         id,
         function: name.to_owned(),
         raw_name: name.to_owned(),
@@ -30,6 +31,7 @@ fn header() -> TraceHeader {
         kind: ProbeKind::Uprobe,
     };
     TraceHeader {
+        key_column: false,
         perfunc_version: "bench".to_owned(),
         created_unix_ns: 0,
         command_line: vec![],
@@ -63,6 +65,7 @@ fn trace() -> (Vec<u8>, u64) {
                 values[0] += 150 + (time % 7);
                 values[1] += u64::from(probe == 2 && kind == RecordKind::Entry);
                 w.push_sample(&SampleIn {
+                    key: 0,
                     time,
                     pid: 1,
                     tid: 100 + tid,

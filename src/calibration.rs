@@ -205,6 +205,7 @@ mod tests {
 
     fn site(id: u32, raw: &str, class: &str) -> ProbeSite {
         ProbeSite {
+            key: None,
             id,
             function: raw.to_owned(),
             raw_name: raw.to_owned(),
@@ -220,6 +221,7 @@ mod tests {
 
     fn header() -> TraceHeader {
         TraceHeader {
+            key_column: false,
             perfunc_version: "0".into(),
             created_unix_ns: 0,
             command_line: vec![],
@@ -243,6 +245,7 @@ mod tests {
         let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
         for &(probe, kind, time, value) in records {
             w.push_sample(&SampleIn {
+                key: 0,
                 time,
                 pid: 1,
                 tid: 1,

@@ -30,6 +30,7 @@ pub(super) fn run<R: Read>(
     let header = reader.header().clone();
     let cfg = PairConfig {
         ncounters: header.counters.len(),
+        keyed: header.key_column,
         // Per-CPU counters (system-wide) cannot follow a call to another
         // CPU or through a context switch: flagged calls are left out
         // unless asked for.
@@ -44,7 +45,7 @@ pub(super) fn run<R: Read>(
         .num_threads(opts.threads.unwrap_or(0))
         .build()
         .map_err(AnalysisError::ThreadPool)?;
-    let mut orderer = Orderer::new(cfg.ncounters, opts.tid).salvage(opts.salvage);
+    let mut orderer = Orderer::new(cfg.ncounters, cfg.keyed, opts.tid).salvage(opts.salvage);
     let mut pairing = Pairing::new(cfg, opts.exact_limit);
     let mut batch = orderer.read_round(&mut reader)?;
     while !orderer.ended {

@@ -13,13 +13,23 @@ use crate::trace::{Chunk, Event, RecordKind, SampleBlock, TraceError, TraceReade
 /// Words of a pending record before its counter values.
 pub(super) const FIXED_WORDS: usize = 4;
 
-/// One pending record, read in place.
+/// One pending record, read in place: the fixed words, the counter
+/// values, and the key when the trace has a key column.
 #[derive(Clone, Copy)]
-pub(super) struct Rec<'a>(&'a [u64]);
+pub(super) struct Rec<'a>(&'a [u64], bool);
 
 impl<'a> Rec<'a> {
-    pub(super) fn new(words: &'a [u64]) -> Self {
-        Self(words)
+    pub(super) fn new(words: &'a [u64], keyed: bool) -> Self {
+        Self(words, keyed)
+    }
+
+    /// The key field's value (0 without a key column).
+    pub(super) fn key(self) -> u64 {
+        if self.1 {
+            self.0[self.0.len() - 1]
+        } else {
+            0
+        }
     }
 
     pub(super) fn time(self) -> u64 {
@@ -47,7 +57,7 @@ impl<'a> Rec<'a> {
     }
 
     pub(super) fn values(self) -> &'a [u64] {
-        &self.0[FIXED_WORDS..]
+        &self.0[FIXED_WORDS..self.0.len() - usize::from(self.1)]
     }
 }
 
@@ -158,6 +168,7 @@ impl Pending {
 #[derive(Debug)]
 pub(super) struct Orderer {
     stride: usize,
+    keyed: bool,
     tid_filter: Option<u32>,
     pending: Vec<Pending>,
     index: IntMap<u32, usize>,
@@ -184,9 +195,10 @@ pub(super) struct Orderer {
 }
 
 impl Orderer {
-    pub(super) fn new(ncounters: usize, tid_filter: Option<u32>) -> Self {
+    pub(super) fn new(ncounters: usize, keyed: bool, tid_filter: Option<u32>) -> Self {
         Self {
-            stride: FIXED_WORDS + ncounters,
+            stride: FIXED_WORDS + ncounters + usize::from(keyed),
+            keyed,
             tid_filter,
             pending: Vec::new(),
             index: IntMap::default(),
@@ -277,6 +289,9 @@ impl Orderer {
             let words = &mut pending.current;
             words.extend_from_slice(&[time, s.time_enabled(), s.time_running(), meta]);
             words.extend(s.values());
+            if self.keyed {
+                words.push(s.key());
+            }
         }
     }
 
@@ -456,10 +471,12 @@ mod tests {
     fn rec_unpacks_the_meta_word() {
         let meta = 7 | 3 << 32 | 1 << 48;
         let words = [100, 50, 40, meta, 9, 8];
-        let rec = Rec::new(&words);
+        let rec = Rec::new(&words, false);
         assert_eq!((rec.time(), rec.enabled(), rec.running()), (100, 50, 40));
         assert_eq!((rec.probe(), rec.cpu(), rec.is_entry()), (7, 3, false));
         assert_eq!(rec.values(), [9, 8]);
-        assert!(Rec::new(&[0, 0, 0, 7, 1]).is_entry());
+        assert!(Rec::new(&[0, 0, 0, 7, 1], false).is_entry());
+        let keyed = Rec::new(&[0, 0, 0, 7, 1, 2, 9], true);
+        assert_eq!((keyed.values(), keyed.key()), (&[1, 2][..], 9));
     }
 }

@@ -13,6 +13,9 @@ const ROOT: u32 = u32::MAX;
 pub(super) struct PairConfig {
     /// Counters per record.
     pub ncounters: usize,
+    /// Whether records carry a key (returns match entries of the same
+    /// probe and key).
+    pub keyed: bool,
     /// Leave flagged calls out.
     pub strict: bool,
     /// Index of the `context-switches` counter, if recorded.
@@ -26,6 +29,11 @@ pub(super) struct PairConfig {
 }
 
 impl PairConfig {
+    /// Words per pending record.
+    pub(super) fn stride(&self) -> usize {
+        FIXED_WORDS + self.ncounters + usize::from(self.keyed)
+    }
+
     /// Why a complete call with `flags` is left out, if it is.
     fn discard_reason(&self, flags: CallFlags) -> Option<Reason> {
         if flags.contains(CallFlags::LOST_RECORDS) {
@@ -126,6 +134,8 @@ impl Trie {
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     probe: u32,
+    /// The key field's value at the entry (0 without a key column).
+    key: u64,
     node: u32,
     start: u64,
     enabled: u64,
@@ -183,12 +193,12 @@ impl Thread {
     /// Pairs a round of this thread's records (in time order) with the
     /// round's events; an event applies after the records of its time.
     pub(super) fn process(&mut self, cfg: &PairConfig, words: &[u64], events: &[TimedEvent]) {
-        let stride = FIXED_WORDS + cfg.ncounters;
+        let stride = cfg.stride();
         let mut rest = words;
         for event in events {
             let before = rest
                 .chunks_exact(stride)
-                .take_while(|rec| Rec::new(rec).time() <= event.time)
+                .take_while(|rec| Rec::new(rec, cfg.keyed).time() <= event.time)
                 .count();
             let (now, later) = rest.split_at(before * stride);
             self.records(cfg, now);
@@ -199,8 +209,8 @@ impl Thread {
     }
 
     fn records(&mut self, cfg: &PairConfig, words: &[u64]) {
-        for rec in words.chunks_exact(FIXED_WORDS + cfg.ncounters) {
-            let rec = Rec::new(rec);
+        for rec in words.chunks_exact(cfg.stride()) {
+            let rec = Rec::new(rec, cfg.keyed);
             if rec.is_entry() {
                 self.enter(cfg, rec);
             } else {
@@ -240,6 +250,7 @@ impl Thread {
         let node = self.trie.child(parent, rec.probe());
         self.frames.push(Frame {
             probe: rec.probe(),
+            key: rec.key(),
             node,
             start: rec.time(),
             enabled: rec.enabled(),
@@ -256,8 +267,12 @@ impl Thread {
     }
 
     fn leave(&mut self, cfg: &PairConfig, rec: Rec<'_>) {
-        let probe = rec.probe();
-        let Some(at) = self.frames.iter().rposition(|f| f.probe == probe) else {
+        let (probe, key) = (rec.probe(), rec.key());
+        let Some(at) = self
+            .frames
+            .iter()
+            .rposition(|f| f.probe == probe && f.key == key)
+        else {
             self.discard(cfg, probe, Reason::ReturnWithoutEntry);
             return;
         };
@@ -495,6 +510,7 @@ mod tests {
     #[test]
     fn strict_discards_under_the_first_flag() {
         let mut cfg = PairConfig {
+            keyed: false,
             ncounters: 0,
             strict: false,
             switches: None,

@@ -19,6 +19,7 @@ const LEAF: u32 = 2;
 
 fn header(counters: &[&str], functions: &[&str]) -> TraceHeader {
     TraceHeader {
+        key_column: false,
         perfunc_version: "0.1.0".into(),
         created_unix_ns: 0,
         command_line: vec!["perfunc".into(), "record".into()],
@@ -37,6 +38,7 @@ fn header(counters: &[&str], functions: &[&str]) -> TraceHeader {
             .iter()
             .enumerate()
             .map(|(i, function)| ProbeSite {
+                key: None,
                 id: i as u32,
                 function: (*function).into(),
                 raw_name: (*function).into(),
@@ -90,6 +92,7 @@ const APP: [&str; 3] = ["app::outer", "app::middle", "app::leaf"];
 /// A sample on thread 1, CPU 0, whose counter group ran the whole time.
 fn sample(kind: RecordKind, time: u64, probe: u32, values: &[u64]) -> SampleIn<'_> {
     SampleIn {
+        key: 0,
         time,
         pid: 1,
         tid: 1,
@@ -654,7 +657,7 @@ fn rounds_release_what_the_previous_round_end_covers() {
         .push(exit(50, 0, &[]));
     let bytes = f.finish(0);
     let mut reader = TraceReader::new(&bytes[..]).unwrap();
-    let mut orderer = Orderer::new(0, None);
+    let mut orderer = Orderer::new(0, false, None);
     let mut times = Vec::new();
     while !orderer.ended {
         let batch = orderer.read_round(&mut reader).unwrap();
@@ -712,6 +715,7 @@ fn busy_trace(calls_per_thread: usize, profile: Option<&Profile>) -> (Vec<u8>, u
                 (stack.pop().unwrap(), RecordKind::Return)
             };
             records.push(OwnedSample {
+                key: 0,
                 time,
                 pid: 1,
                 tid,
@@ -1371,4 +1375,26 @@ fn system_wide_pairs_idle_per_cpu_and_leaves_flagged_calls_out() {
         stats.flagged,
         counts(&[(Reason::Migrated, 1), (Reason::ContextSwitched, 2)])
     );
+}
+
+/// A pair matched by a key: the end of key 3 closes the begin of key 3,
+/// not the begin of key 1 opened after it (whose end was lost: unwound).
+#[test]
+fn keyed_pairs_match_by_probe_and_key() {
+    let mut h = header(&["page-faults"], &["tp:irq:softirq_entry/softirq_exit"]);
+    h.probes[0].key = Some("vec".into());
+    h.key_column = true;
+    let mut f = Fixture::with_header(&h);
+    let key = |key, s: SampleIn<'static>| SampleIn { key, ..s };
+    f.push(key(3, entry(10, 0, &[0])))
+        .push(key(1, entry(20, 0, &[5])))
+        .push(key(3, exit(30, 0, &[7])))
+        .push(key(1, entry(40, 0, &[7])))
+        .push(key(1, exit(50, 0, &[8])));
+    let (a, calls) = calls(&f.finish(0), &options());
+    let stats = func(&a, "tp:irq:softirq_entry/softirq_exit");
+    assert_eq!((stats.calls, stats.used), (3, 2));
+    assert_eq!(stats.discarded, counts(&[(Reason::Unwound, 1)]));
+    let deltas: Vec<(u64, i64)> = calls.iter().map(|c| (c.start, c.raw[0])).collect();
+    assert_eq!(deltas, [(10, 7), (40, 1)]);
 }

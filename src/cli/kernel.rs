@@ -25,6 +25,8 @@ pub struct KernelSite {
     pub kind: ProbeKind,
     /// Where the events come from.
     pub place: Place,
+    /// The key field's name, for a pair matched by a field.
+    pub key: Option<String>,
 }
 
 impl KernelSite {
@@ -53,16 +55,15 @@ pub fn resolve(specs: &[String]) -> anyhow::Result<Vec<KernelSite>> {
             KernelProbe::Syscall { name } => {
                 sites.push(syscall(&tracefs, name, &spec)?);
             }
-            KernelProbe::Tracepoints { key: Some(key), .. } => bail!(
-                "`{text}`: matching begin and end by the field `{key}` is not supported yet; \
-                 drop `:{key}` to match them per CPU and thread"
-            ),
             KernelProbe::Tracepoints {
                 subsystem,
                 begin,
                 end,
-                key: None,
-            } => sites.push(tracepoints(&tracefs, subsystem, begin, end, &spec)?),
+                key,
+            } => {
+                let events = (subsystem.as_str(), begin.as_str(), end.as_str());
+                sites.push(tracepoints(&tracefs, events, key.as_deref(), &spec)?);
+            }
             KernelProbe::Function { pattern } => {
                 if symbols.is_none() {
                     symbols = Some(read_kallsyms()?);
@@ -100,15 +101,16 @@ fn syscall(tracefs: &Tracefs, name: &str, spec: &KernelProbe) -> anyhow::Result<
         place: Place::Tracepoints {
             begin: ("syscalls".to_owned(), enter),
             end: ("syscalls".to_owned(), exit),
+            key: None,
         },
+        key: None,
     })
 }
 
 fn tracepoints(
     tracefs: &Tracefs,
-    subsystem: &str,
-    begin: &str,
-    end: &str,
+    (subsystem, begin, end): (&str, &str, &str),
+    key: Option<&str>,
     spec: &KernelProbe,
 ) -> anyhow::Result<KernelSite> {
     for event in [begin, end] {
@@ -129,6 +131,22 @@ fn tracepoints(
             did_you_mean(&near, &format!("{subsystem}:"))
         );
     }
+    let fields = key
+        .map(|name| -> anyhow::Result<_> {
+            let field = |event: &str| -> anyhow::Result<kernel::Field> {
+                let format = kernel::parse_format(&tracefs.event_format(subsystem, event)?)?;
+                let field = format.require_field(name)?.clone();
+                anyhow::ensure!(
+                    matches!(field.size, 1 | 2 | 4 | 8),
+                    "the field `{name}` of {subsystem}:{event} is {} bytes; \
+                     a key must be an integer of 1, 2, 4 or 8 bytes",
+                    field.size
+                );
+                Ok(field)
+            };
+            Ok((field(begin)?, field(end)?))
+        })
+        .transpose()?;
     Ok(KernelSite {
         name: spec.name(),
         raw_name: format!("{subsystem}:{begin}/{subsystem}:{end}"),
@@ -137,7 +155,9 @@ fn tracepoints(
         place: Place::Tracepoints {
             begin: (subsystem.to_owned(), begin.to_owned()),
             end: (subsystem.to_owned(), end.to_owned()),
+            key: fields,
         },
+        key: key.map(str::to_owned),
     })
 }
 
@@ -167,6 +187,7 @@ fn functions(
             place: Place::Kprobe {
                 symbol: s.name.clone(),
             },
+            key: None,
         })
         .collect())
 }

@@ -93,9 +93,10 @@ pub struct RecordArgs {
     functions: Vec<String>,
 
     /// Kernel code to probe: `syscall:NAME` (a system call, from its
-    /// sys_enter/sys_exit tracepoints), `tp:SUBSYSTEM:BEGIN/END` (a pair of
-    /// tracepoints, e.g. tp:irq:softirq_entry/softirq_exit), or a kernel
-    /// function glob (kprobes, e.g. 'vfs_read', 'ext4_*').
+    /// sys_enter/sys_exit tracepoints), `tp:SUBSYSTEM:BEGIN/END[:KEY]` (a
+    /// pair of tracepoints, e.g. tp:irq:softirq_entry/softirq_exit:vec,
+    /// optionally matched by a field), or a kernel function glob (kprobes,
+    /// e.g. 'vfs_read', 'ext4_*').
     #[arg(short = 'k', long = "kernel", value_name = "SPEC")]
     kernel: Vec<String>,
 

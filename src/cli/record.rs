@@ -209,6 +209,7 @@ impl Plan {
             size: r.function.size,
             class: self.placement(&r.function).1.name().to_owned(),
             kind: ProbeKind::Uprobe,
+            key: None,
         });
         let kernel = kernel_sites.iter().map(|k| ProbeSite {
             id: 0,
@@ -221,6 +222,7 @@ impl Plan {
             size: 0,
             class: k.class().to_owned(),
             kind: k.kind,
+            key: k.key.clone(),
         });
         TraceHeader {
             perfunc_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -249,6 +251,7 @@ impl Plan {
                 })
                 .collect(),
             calibration: None,
+            key_column: kernel_sites.iter().any(|k| k.key.is_some()),
         }
     }
 }

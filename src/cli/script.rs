@@ -76,6 +76,13 @@ fn write_sample<W: Write>(header: &TraceHeader, s: &SampleRef<'_>, out: &mut W) 
         function,
         s.kind()
     )?;
+    if let Some(key) = header
+        .probes
+        .get(s.probe() as usize)
+        .and_then(|p| p.key.as_deref())
+    {
+        write!(out, " {key}={}", s.key())?;
+    }
     for (counter, value) in header.counters.iter().zip(s.values()) {
         write!(out, " {}={value}", counter.name)?;
     }

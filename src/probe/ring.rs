@@ -5,10 +5,12 @@
 //! (see `session.rs`): samples carry `IDENTIFIER | TID | TIME | CPU | READ`
 //! with a group read of `TOTAL_TIME_ENABLED | TOTAL_TIME_RUNNING`, and every
 //! other record carries the `sample_id_all` trailer `TID | TIME | CPU |
-//! IDENTIFIER`.
+//! IDENTIFIER`. The events of a tracepoint pair matched by a key field
+//! also carry `RAW` (after the group read), from which the key is read.
 
 use std::collections::HashMap;
 
+use crate::kernel::Field;
 use crate::trace::{Event, RecordKind, SampleIn};
 
 const PERF_RECORD_LOST: u32 = 2;
@@ -35,8 +37,17 @@ pub enum Decoded<'a> {
 /// Maps kernel event ids to probe ids and decodes records.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    ids: HashMap<u64, (u32, RecordKind)>,
+    ids: HashMap<u64, Registered>,
     values: Vec<u64>,
+}
+
+/// What a kernel event id stands for.
+#[derive(Debug, Clone)]
+struct Registered {
+    probe: u32,
+    kind: RecordKind,
+    /// The key field in the event's raw data (the event samples `RAW`).
+    key: Option<Field>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -48,9 +59,10 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 }
 
 impl Decoder {
-    /// Registers the kernel id of a probe event.
-    pub fn add_id(&mut self, kernel_id: u64, probe: u32, kind: RecordKind) {
-        self.ids.insert(kernel_id, (probe, kind));
+    /// Registers the kernel id of a probe event, with the field its key
+    /// is read from when the event samples `RAW`.
+    pub fn add_id(&mut self, kernel_id: u64, probe: u32, kind: RecordKind, key: Option<Field>) {
+        self.ids.insert(kernel_id, Registered { probe, kind, key });
     }
 
     /// Decodes the body (what follows the 8-byte header) of a record of
@@ -129,8 +141,19 @@ impl Decoder {
         let nr = u64_at(body, 32)? as usize;
         let time_enabled = u64_at(body, 40)?;
         let time_running = u64_at(body, 48)?;
-        let Some(&(probe, kind)) = self.ids.get(&id) else {
+        let Some(event) = self.ids.get(&id) else {
             return Some(Decoded::Other);
+        };
+        let (probe, kind) = (event.probe, event.kind);
+        // RAW follows the group read: a u32 size, then the payload.
+        let key = match &event.key {
+            None => 0,
+            Some(field) => {
+                let at = 56 + 8 * nr;
+                let size = u32_at(body, at)? as usize;
+                let raw = body.get(at + 4..at + 4 + size)?;
+                field.read(raw)? as u64
+            }
         };
         // Group values: entry probe count, return probe count, counters.
         self.values.clear();
@@ -147,6 +170,7 @@ impl Decoder {
             time_enabled,
             time_running,
             values: &self.values,
+            key,
         }))
     }
 }
@@ -172,7 +196,7 @@ mod tests {
     #[test]
     fn decodes_a_group_sample() {
         let mut d = Decoder::default();
-        d.add_id(77, 3, RecordKind::Return);
+        d.add_id(77, 3, RecordKind::Return, None);
         // id, pid/tid, time, cpu, nr, enabled, running, values[nr]
         let body = words(&[77, pid_tid(10, 11), 5000, 1, 5, 900, 800, 1, 1, 42, 43, 44]);
         let Some(Decoded::Sample(s)) = d.decode(PERF_RECORD_SAMPLE, &body) else {
@@ -182,6 +206,30 @@ mod tests {
         assert_eq!(s.kind, RecordKind::Return);
         assert_eq!((s.time_enabled, s.time_running), (900, 800));
         assert_eq!(s.values, &[42, 43, 44]);
+    }
+
+    #[test]
+    fn reads_the_key_from_raw_data() {
+        let mut d = Decoder::default();
+        let vec = Field {
+            name: "vec".into(),
+            offset: 8,
+            size: 4,
+            signed: false,
+        };
+        d.add_id(5, 0, RecordKind::Entry, Some(vec));
+        let mut body = words(&[5, pid_tid(0, 0), 700, 1, 3, 10, 10, 1, 0, 99]);
+        // RAW: size 12, common fields (8 bytes), then vec = 3.
+        body.extend(12u32.to_le_bytes());
+        body.extend([0u8; 8]);
+        body.extend(3u32.to_le_bytes());
+        let Some(Decoded::Sample(s)) = d.decode(PERF_RECORD_SAMPLE, &body) else {
+            panic!("not a sample")
+        };
+        assert_eq!((s.key, s.values), (3, &[99][..]));
+        // A raw payload too short for the field: not a sample perfunc can use.
+        body.truncate(body.len() - 4);
+        assert_eq!(d.decode(PERF_RECORD_SAMPLE, &body), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::sys::{self, HeldChild, WaitStatus};
 use super::tracefs::{self, PlacedPair, ProbeSet, Tracefs};
 use super::ProbeError;
 use crate::events::CounterSpec;
+use crate::kernel::Field;
 use crate::trace::{Event, ExitStatus, Footer, RecordKind, TraceWriter};
 
 /// What to probe: a function, a system call or a pair of tracepoints.
@@ -55,6 +56,9 @@ pub enum Place {
         begin: (String, String),
         /// The event that closes it.
         end: (String, String),
+        /// The key field in the begin and in the end event's raw data, for
+        /// a pair matched by a field: both events then sample `RAW`.
+        key: Option<(Field, Field)>,
     },
 }
 
@@ -220,7 +224,7 @@ pub fn record<W: Write>(
         .map(|p| match &p.place {
             Place::Uprobe { binary, offset } => probes.add(binary, *offset),
             Place::Kprobe { symbol } => probes.add_kprobe(symbol),
-            Place::Tracepoints { begin, end } => Ok(PlacedPair {
+            Place::Tracepoints { begin, end, .. } => Ok(PlacedPair {
                 entry_id: tracefs.event_id(&begin.0, &begin.1)?,
                 return_id: tracefs.event_id(&end.0, &end.1)?,
             }),
@@ -454,7 +458,14 @@ impl Events {
             cause,
         };
         let ring = self.ring_fd(cpu);
+        let key = match &target.place {
+            Place::Tracepoints { key, .. } => key.clone(),
+            _ => None,
+        };
         let mut leader = probe_builder(probe.entry_id, pid, cpu);
+        if key.is_some() {
+            leader.sample(SampleFlag::RAW);
+        }
 
         leader
             .enabled(false)
@@ -468,6 +479,9 @@ impl Events {
 
         let mut ret = probe_builder(probe.return_id, pid, cpu);
         ret.enabled(true);
+        if key.is_some() {
+            ret.sample(SampleFlag::RAW);
+        }
         let ret = ret.build_with_group(&mut leader).map_err(open_err)?;
         let mut members = vec![ret];
         for spec in &opts.counters {
@@ -495,10 +509,15 @@ impl Events {
             members.push(counter);
         }
 
+        let (entry_key, return_key) = key.unzip();
         self.decoder
-            .add_id(leader.id(), target.probe_id, RecordKind::Entry);
-        self.decoder
-            .add_id(members[0].id(), target.probe_id, RecordKind::Return);
+            .add_id(leader.id(), target.probe_id, RecordKind::Entry, entry_key);
+        self.decoder.add_id(
+            members[0].id(),
+            target.probe_id,
+            RecordKind::Return,
+            return_key,
+        );
 
         let leader_fd = leader.as_raw_fd();
         self.leaders.push((cpu as u16, leader_fd));

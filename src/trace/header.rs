@@ -33,6 +33,17 @@ pub struct TraceHeader {
     /// The calibration profile used for this recording, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<serde_json::Value>,
+    /// Whether every sample row ends with a key column (a `u64` after the
+    /// counter values): set when a probe has a [`ProbeSite::key`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_column: bool,
+}
+
+impl TraceHeader {
+    /// Values per sample row: the counters, and the key column if any.
+    pub fn columns(&self) -> usize {
+        self.counters.len() + usize::from(self.key_column)
+    }
 }
 
 /// The profiled process.
@@ -82,6 +93,10 @@ pub struct ProbeSite {
     pub class: String,
     /// How the function is probed.
     pub kind: ProbeKind,
+    /// For a tracepoint pair matched by a field (`tp:...:KEY`): the field's
+    /// name. Its value at each event is in the row's key column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// How a function is probed.

@@ -22,7 +22,7 @@
 //! let mut writer = TraceWriter::new(Vec::new(), &header)?;
 //! for (time, kind) in [(100, RecordKind::Entry), (250, RecordKind::Return)] {
 //!     let s = SampleIn { time, pid: 7, tid: 7, probe: 0, cpu: 0, kind,
-//!                        time_enabled: time, time_running: time, values: &[] };
+//!                        time_enabled: time, time_running: time, values: &[], key: 0 };
 //!     writer.push_sample(&s)?;
 //! }
 //! let bytes = writer.finish(&Footer { samples: 2, ..Footer::default() })?;

@@ -223,7 +223,7 @@ impl<R: Read> TraceReader<R> {
                 return SampleBlock::from_payload(
                     payload,
                     header.count,
-                    ncounters,
+                    (ncounters, self.header.key_column),
                     nprobes,
                     offset,
                 )

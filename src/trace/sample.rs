@@ -79,10 +79,14 @@ pub struct SampleIn<'a> {
     pub time_running: u64,
     /// One value per counter, in the header's order.
     pub values: &'a [u64],
+    /// The key field's value, for a probe matched by a key; written only
+    /// when the header has a key column (0 otherwise).
+    pub key: u64,
 }
 
-/// Appends the row of `s` to `out`; the caller has checked `s.values`.
-pub(crate) fn encode_sample(out: &mut Vec<u8>, s: &SampleIn<'_>) {
+/// Appends the row of `s` to `out` (with the key column when `keyed`); the
+/// caller has checked `s.values`.
+pub(crate) fn encode_sample(out: &mut Vec<u8>, s: &SampleIn<'_>, keyed: bool) {
     let mut fixed = [0u8; SAMPLE_FIXED_LEN];
     fixed[0..8].copy_from_slice(&s.time.to_le_bytes());
     fixed[8..12].copy_from_slice(&s.pid.to_le_bytes());
@@ -96,6 +100,9 @@ pub(crate) fn encode_sample(out: &mut Vec<u8>, s: &SampleIn<'_>) {
     for value in s.values {
         out.extend_from_slice(&value.to_le_bytes());
     }
+    if keyed {
+        out.extend_from_slice(&s.key.to_le_bytes());
+    }
 }
 
 /// The samples of one chunk: owns the payload bytes, reads rows in place.
@@ -103,20 +110,22 @@ pub(crate) fn encode_sample(out: &mut Vec<u8>, s: &SampleIn<'_>) {
 pub struct SampleBlock {
     data: Vec<u8>,
     row: usize,
+    keyed: bool,
 }
 
 impl SampleBlock {
     /// Checks a samples payload read from the chunk at byte `offset`: its
-    /// length must be `count` rows, each with a known kind and a probe id
-    /// below `nprobes`.
+    /// length must be `count` rows (of `ncounters` values and, when
+    /// `keyed`, a key), each with a known kind and a probe id below
+    /// `nprobes`.
     pub(crate) fn from_payload(
         data: Vec<u8>,
         count: u32,
-        ncounters: usize,
+        (ncounters, keyed): (usize, bool),
         nprobes: usize,
         offset: u64,
     ) -> Result<Self, TraceError> {
-        let row = record_size(ncounters);
+        let row = record_size(ncounters + usize::from(keyed));
         let expected = u64::from(count) * row as u64;
         if data.len() as u64 != expected {
             let reason = format!(
@@ -125,7 +134,7 @@ impl SampleBlock {
             );
             return Err(TraceError::CorruptChunk { offset, reason });
         }
-        let block = Self { data, row };
+        let block = Self { data, row, keyed };
         block
             .check_rows(nprobes)
             .map_err(|reason| TraceError::CorruptChunk { offset, reason })?;
@@ -162,7 +171,7 @@ impl SampleBlock {
 
     /// Counter values per sample.
     pub fn ncounters(&self) -> usize {
-        (self.row - SAMPLE_FIXED_LEN) / 8
+        (self.row - SAMPLE_FIXED_LEN) / 8 - usize::from(self.keyed)
     }
 
     /// Sample `i`.
@@ -178,14 +187,16 @@ impl SampleBlock {
         );
         SampleRef {
             row: &self.data[i * self.row..(i + 1) * self.row],
+            keyed: self.keyed,
         }
     }
 
     /// The samples in file order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = SampleRef<'_>> + '_ {
+        let keyed = self.keyed;
         self.data
             .chunks_exact(self.row)
-            .map(|row| SampleRef { row })
+            .map(move |row| SampleRef { row, keyed })
     }
 
     /// Gives back the payload buffer for reuse.
@@ -205,6 +216,7 @@ impl fmt::Debug for SampleBlock {
 #[derive(Clone, Copy)]
 pub struct SampleRef<'a> {
     row: &'a [u8],
+    keyed: bool,
 }
 
 impl<'a> SampleRef<'a> {
@@ -255,7 +267,16 @@ impl<'a> SampleRef<'a> {
 
     /// Number of counter values.
     pub fn ncounters(&self) -> usize {
-        (self.row.len() - SAMPLE_FIXED_LEN) / 8
+        (self.row.len() - SAMPLE_FIXED_LEN) / 8 - usize::from(self.keyed)
+    }
+
+    /// The key field's value (0 without a key column).
+    pub fn key(&self) -> u64 {
+        if self.keyed {
+            le_u64(self.row, self.row.len() - 8)
+        } else {
+            0
+        }
     }
 
     /// Value of counter `j`, in the header's order.
@@ -274,7 +295,7 @@ impl<'a> SampleRef<'a> {
 
     /// All counter values, in the header's order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = u64> + 'a {
-        self.row[SAMPLE_FIXED_LEN..]
+        self.row[SAMPLE_FIXED_LEN..SAMPLE_FIXED_LEN + 8 * self.ncounters()]
             .chunks_exact(8)
             .map(|v| le_u64(v, 0))
     }
@@ -307,6 +328,8 @@ pub struct OwnedSample {
     pub time_running: u64,
     /// One value per counter, in the header's order.
     pub values: Vec<u64>,
+    /// The key field's value (0 without a key column).
+    pub key: u64,
 }
 
 impl OwnedSample {
@@ -322,6 +345,7 @@ impl OwnedSample {
             time_enabled: self.time_enabled,
             time_running: self.time_running,
             values: &self.values,
+            key: self.key,
         }
     }
 }
@@ -338,6 +362,7 @@ impl From<SampleRef<'_>> for OwnedSample {
             time_enabled: s.time_enabled(),
             time_running: s.time_running(),
             values: s.values().collect(),
+            key: s.key(),
         }
     }
 }
@@ -348,6 +373,7 @@ mod tests {
 
     fn sample(values: &[u64]) -> SampleIn<'_> {
         SampleIn {
+            key: 0,
             time: 0x0102_0304_0506_0708,
             pid: 0x1112_1314,
             tid: 0x2122_2324,
@@ -363,7 +389,7 @@ mod tests {
     #[test]
     fn row_layout_is_exact() {
         let mut out = Vec::new();
-        encode_sample(&mut out, &sample(&[0x61, 0x0706_0504_0302_0100]));
+        encode_sample(&mut out, &sample(&[0x61, 0x0706_0504_0302_0100]), false);
         let expected: Vec<u8> = [
             &[8, 7, 6, 5, 4, 3, 2, 1][..],
             &[0x14, 0x13, 0x12, 0x11],
@@ -383,15 +409,16 @@ mod tests {
     #[test]
     fn sample_ref_reads_every_field() {
         let mut out = Vec::new();
-        encode_sample(&mut out, &sample(&[10, 20, 30]));
+        encode_sample(&mut out, &sample(&[10, 20, 30]), false);
         encode_sample(
             &mut out,
             &SampleIn {
                 kind: RecordKind::Entry,
                 ..sample(&[1, 2, 3])
             },
+            false,
         );
-        let block = SampleBlock::from_payload(out, 2, 3, 2, 0).unwrap();
+        let block = SampleBlock::from_payload(out, 2, (3, false), 2, 0).unwrap();
         assert_eq!(
             (block.len(), block.ncounters(), block.is_empty()),
             (2, 3, false)
@@ -423,8 +450,8 @@ mod tests {
     #[test]
     fn payload_length_must_match_count() {
         let mut out = Vec::new();
-        encode_sample(&mut out, &sample(&[1]));
-        let err = SampleBlock::from_payload(out, 2, 1, 2, 99).unwrap_err();
+        encode_sample(&mut out, &sample(&[1]), false);
+        let err = SampleBlock::from_payload(out, 2, (1, false), 2, 99).unwrap_err();
         assert_eq!(
             err.to_string(),
             "corrupt chunk at byte 99: samples payload is 48 bytes where 2 rows of 48 bytes (96 bytes) were expected"
@@ -434,15 +461,15 @@ mod tests {
     #[test]
     fn rows_with_unknown_kind_or_probe_are_rejected() {
         let mut out = Vec::new();
-        encode_sample(&mut out, &sample(&[]));
-        encode_sample(&mut out, &sample(&[]));
+        encode_sample(&mut out, &sample(&[]), false);
+        encode_sample(&mut out, &sample(&[]), false);
         out[40 + 22] = 2;
-        let err = SampleBlock::from_payload(out.clone(), 2, 0, 2, 7).unwrap_err();
+        let err = SampleBlock::from_payload(out.clone(), 2, (0, false), 2, 7).unwrap_err();
         assert_eq!(
             err.to_string(),
             "corrupt chunk at byte 7: sample 1 has kind 2 where 0 (entry) or 1 (return) was expected"
         );
-        let err = SampleBlock::from_payload(out[..40].to_vec(), 1, 0, 1, 7).unwrap_err();
+        let err = SampleBlock::from_payload(out[..40].to_vec(), 1, (0, false), 1, 7).unwrap_err();
         assert_eq!(
             err.to_string(),
             "corrupt chunk at byte 7: sample 0 names probe 1 where an index below the header's 1 probes was expected"
@@ -466,7 +493,9 @@ mod tests {
     #[should_panic(expected = "sample index 1 out of range for a block of 1")]
     fn get_past_the_end_panics() {
         let mut out = Vec::new();
-        encode_sample(&mut out, &sample(&[]));
-        SampleBlock::from_payload(out, 1, 0, 2, 0).unwrap().get(1);
+        encode_sample(&mut out, &sample(&[]), false);
+        SampleBlock::from_payload(out, 1, (0, false), 2, 0)
+            .unwrap()
+            .get(1);
     }
 }

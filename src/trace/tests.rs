@@ -29,6 +29,7 @@ pub(super) fn header(ncounters: usize) -> TraceHeader {
     })
     .collect();
     let probe = |id: u32, function: &str| ProbeSite {
+        key: None,
         id,
         function: function.to_string(),
         raw_name: format!("_ZN5bench{}E", function.len()),
@@ -41,6 +42,7 @@ pub(super) fn header(ncounters: usize) -> TraceHeader {
         kind: ProbeKind::Uprobe,
     };
     TraceHeader {
+        key_column: false,
         perfunc_version: "0.1.0".to_string(),
         created_unix_ns: 1_700_000_000_123_456_789,
         command_line: vec![
@@ -65,6 +67,7 @@ pub(super) fn header(ncounters: usize) -> TraceHeader {
 /// Sample `i` of a synthetic recording with `n` counters.
 fn owned_sample(i: u64, n: usize) -> OwnedSample {
     OwnedSample {
+        key: 0,
         time: 1_000 + 10 * i,
         pid: 4_000 + (i % 3) as u32,
         tid: 4_100 + (i % 5) as u32,
@@ -195,6 +198,52 @@ fn round_trip_keeps_every_value() {
     assert_eq!(trace.samples[5].kind, RecordKind::Return);
     assert_eq!(trace.events, all_events());
     assert_eq!(trace.end, TraceEnd::Complete(footer));
+}
+
+#[test]
+fn a_key_column_round_trips_after_the_values() {
+    let mut header = header(2);
+    header.probes[1].key = Some("vec".into());
+    header.key_column = true;
+    let samples: Vec<_> = (0..4)
+        .map(|i| OwnedSample {
+            key: 3 + i,
+            ..owned_sample(i, 2)
+        })
+        .collect();
+    let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
+    for s in &samples {
+        w.push_sample(&s.as_sample_in()).unwrap();
+    }
+    let bytes = w.finish(&footer()).unwrap();
+    let mut reader = TraceReader::new(&bytes[..]).unwrap();
+    let Some(Chunk::Samples(block)) = reader.next_chunk().unwrap() else {
+        panic!("no samples chunk")
+    };
+    // 40 fixed bytes, 2 values, the key.
+    assert_eq!(block.ncounters(), 2);
+    let row = block.get(2);
+    assert_eq!(
+        (row.key(), row.values().collect::<Vec<_>>()),
+        (5, vec![2000, 2001])
+    );
+    let trace = read_all(&bytes[..]).unwrap();
+    assert_eq!(trace.header, header);
+    assert_eq!(trace.samples, samples);
+    // Without the header's key column the same rows do not parse.
+    header.key_column = false;
+    let text = serde_json::to_vec(&header).unwrap();
+    let mut plain = bytes[..FILE_HEADER_LEN].to_vec();
+    plain[12..16].copy_from_slice(&(text.len() as u32).to_le_bytes());
+    plain[16..20].copy_from_slice(&crc32fast::hash(&text).to_le_bytes());
+    plain.extend(&text);
+    plain.extend(
+        &bytes[header_len(&TraceHeader {
+            key_column: true,
+            ..header.clone()
+        })..],
+    );
+    assert!(read_all(&plain[..]).is_err());
 }
 
 #[test]
@@ -529,6 +578,7 @@ fn flush_marks_the_end_of_a_round() {
     let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
     let values = vec![0u64; header.counters.len()];
     let sample = |time| SampleIn {
+        key: 0,
         time,
         pid: 1,
         tid: 1,
@@ -583,6 +633,7 @@ fn a_round_whose_chunks_already_went_out_still_ends() {
         .with_chunk_bytes(1);
     let values = [0u64];
     let s = SampleIn {
+        key: 0,
         time: 1,
         pid: 1,
         tid: 1,

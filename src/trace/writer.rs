@@ -23,6 +23,7 @@ use super::sample::{encode_sample, SampleIn};
 pub struct TraceWriter<W: Write> {
     w: W,
     ncounters: usize,
+    keyed: bool,
     nprobes: usize,
     chunk_bytes: usize,
     samples: Vec<u8>,
@@ -50,6 +51,7 @@ impl<W: Write> TraceWriter<W> {
         Ok(Self {
             w,
             ncounters: header.counters.len(),
+            keyed: header.key_column,
             nprobes: header.probes.len(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             samples: Vec::new(),
@@ -83,7 +85,7 @@ impl<W: Write> TraceWriter<W> {
     /// emitting a chunk fails.
     pub fn push_sample(&mut self, s: &SampleIn<'_>) -> Result<(), TraceError> {
         self.check_sample(s)?;
-        encode_sample(&mut self.samples, s);
+        encode_sample(&mut self.samples, s, self.keyed);
         self.pending_samples += 1;
         self.samples_written += 1;
         if self.samples.len() >= self.chunk_bytes {
@@ -240,6 +242,7 @@ mod tests {
 
     fn sample(values: &[u64]) -> SampleIn<'_> {
         SampleIn {
+            key: 0,
             time: 1,
             pid: 2,
             tid: 3,

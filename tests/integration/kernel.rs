@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use perfunc::trace::RecordKind;
 use serde_json::Value;
 
 use crate::common::{counts, probes_available, record, run, run_expect, trace, workloads};
@@ -194,7 +195,8 @@ fn system_wide_softirq_pairs_are_recorded() {
     let getppid = function(&r, "syscall:getppid");
     assert!(getppid["calls"].as_u64().unwrap() >= 500, "{getppid}");
     // A UDP datagram to itself over loopback is received in a NET_RX
-    // softirq: 200 datagrams, at least 200 softirqs, all paired.
+    // softirq (vec 3): 200 datagrams, at least 200 such softirqs, begin
+    // and end matched by `vec`.
     let path = record_kernel(
         dir.path(),
         &[
@@ -202,16 +204,28 @@ fn system_wide_softirq_pairs_are_recorded() {
             "-e",
             "page-faults",
             "-k",
-            "tp:irq:softirq_entry/softirq_exit",
+            "tp:irq:softirq_entry/softirq_exit:vec",
         ],
         &[bin, "udp", "200"],
+    );
+    let t = trace(&path);
+    assert!(t.header.key_column);
+    assert_eq!(t.header.probes[0].key.as_deref(), Some("vec"));
+    let net_rx = |kind| {
+        t.samples
+            .iter()
+            .filter(|s| s.kind == kind && s.key == 3)
+            .count()
+    };
+    let (entries, returns) = (net_rx(RecordKind::Entry), net_rx(RecordKind::Return));
+    assert!(entries >= 200, "{entries} NET_RX softirqs");
+    assert!(
+        entries.abs_diff(returns) <= 2,
+        "{entries} entries, {returns} returns"
     );
     let r = report(&path);
     let softirq = function(&r, "tp:irq:softirq_entry/softirq_exit");
     assert!(softirq["used"].as_u64().unwrap() >= 200, "{softirq}");
-    assert!(softirq["discarded"]
-        .get("return_without_entry")
-        .is_none_or(|n| n.as_u64() <= Some(2)));
     assert_eq!(softirq["counters"]["page-faults"]["max"], 0.0);
 }
 
@@ -254,6 +268,10 @@ fn unknown_syscalls_and_tracepoints_are_named_with_suggestions() {
     let bin = workloads().to_str().unwrap();
     for (spec, expected) in [
         ("syscall:getppidd", "did you mean syscall:getppid"),
+        (
+            "tp:irq:softirq_entry/softirq_exit:vecc",
+            "has no field 'vecc'; did you mean vec?",
+        ),
         (
             "tp:irq:softirq_entry/softirq_exitt",
             "did you mean irq:softirq_exit",
