@@ -23,6 +23,7 @@
 
 pub mod analysis;
 pub mod calibration;
+pub mod callchain;
 pub mod cli;
 pub mod demo;
 pub mod diff;
@@ -31,5 +32,6 @@ pub mod kernel;
 #[cfg(target_os = "linux")]
 pub mod probe;
 pub mod report;
+pub mod symbolize;
 pub mod symbols;
 pub mod trace;

@@ -219,6 +219,7 @@ impl Pairing {
                 *discarded.entry(reason).or_insert(0) += count;
             }
             functions.push(FunctionStats {
+                source: None,
                 probe: probe.id,
                 name: probe.function.clone(),
                 binary: probe.binary.clone(),

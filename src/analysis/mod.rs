@@ -261,13 +261,6 @@ impl CallFlags {
         self.0 == 0
     }
 
-    /// Whether a complete call with these flags is in the statistics: not
-    /// when records were lost during it, nor, with `strict`, when it has
-    /// any flag.
-    pub fn is_used(self, strict: bool) -> bool {
-        !self.contains(Self::LOST_RECORDS) && (!strict || self.is_empty())
-    }
-
     /// The flags as reasons, in [`Reason::ALL`] order.
     pub fn reasons(self) -> impl Iterator<Item = Reason> {
         [
@@ -321,6 +314,8 @@ pub struct Call {
     pub descendants: u32,
     /// Why the call may be left out.
     pub flags: CallFlags,
+    /// Whether the call is in the statistics (not left out for its flags).
+    pub used: bool,
 }
 
 /// Analyzes a trace: pairs every thread's entries and returns, and reports

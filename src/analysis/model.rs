@@ -138,6 +138,10 @@ pub struct FunctionStats {
     pub flagged: BTreeMap<Reason, u64>,
     /// One entry per counter, in the trace header's order.
     pub counters: Vec<CounterStats>,
+    /// Where the function is in its source (`file:line`), when asked for
+    /// (`perfunc report --lines`) and the binary has line tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One node of the call tree: a probed function under a path of probed

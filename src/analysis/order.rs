@@ -329,7 +329,11 @@ impl Orderer {
                     (time, EventKind::Lost { cpu })
                 }
                 Event::Exit { time, tid, .. } => (time, EventKind::Exit { tid }),
-                Event::Fork { .. } | Event::Comm { .. } => continue,
+                Event::Fork { .. }
+                | Event::Comm { .. }
+                | Event::Mmap { .. }
+                | Event::Callchain { .. }
+                | Event::UserStack { .. } => continue,
             };
             self.seen(time);
             self.events.push(TimedEvent { time, kind });

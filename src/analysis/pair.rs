@@ -374,6 +374,7 @@ impl Thread {
                 self_: self.self_.clone(),
                 descendants: frame.descendants,
                 flags,
+                used: cfg.discard_reason(flags).is_none(),
             });
         }
     }

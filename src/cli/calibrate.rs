@@ -136,6 +136,7 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
         quiet: true,
         calibration: CalibrationMode::Off,
         skip_endbr64: false,
+        callchain: crate::probe::Callchain::None,
     };
     let recorded = plan.record();
     let deltas = recorded.and_then(|outcome| {

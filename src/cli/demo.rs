@@ -39,6 +39,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         quiet: false,
         calibration: super::calibrate::CalibrationMode::Auto,
         skip_endbr64: true,
+        callchain: crate::probe::Callchain::None,
     };
     eprintln!(
         "perfunc: demo: recording {} requests of the built-in workload, probing {DEMO_FUNCTIONS}",

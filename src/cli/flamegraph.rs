@@ -1,16 +1,20 @@
 //! `perfunc flamegraph`: the probed call tree as a flamegraph.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use perfunc_flamegraph::Folded;
 
 use super::report::analyze_file;
 use super::FlamegraphArgs;
-use crate::analysis::AnalysisOptions;
-use crate::report::flame::{self, Root};
+use crate::analysis::{self, Analysis, AnalysisOptions};
+use crate::callchain::{self, Chains};
+use crate::report::flame::{self, CallerSums, Root};
+use crate::report::ReportError;
 use crate::report::{counter_index, format_value};
+use crate::trace::TraceReader;
 
 /// Runs `perfunc flamegraph`.
 pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
@@ -22,12 +26,16 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
         tree_per_thread: args.per_thread,
         ..AnalysisOptions::default()
     };
-    let analysis = analyze_file(&args.input, &opts)?;
-    let counter = match &args.counter {
-        Some(name) => counter_index(&analysis, name)?,
-        None => 0,
+    let chains = callchain::collect(open(&args.input)?, args.inline)
+        .with_context(|| format!("failed to read the call chains of {}", args.input.display()))?;
+    let (analysis, counter, folded) = if chains.is_empty() {
+        let analysis = analyze_file(&args.input, &opts)?;
+        let counter = chosen_counter(&analysis, args.counter.as_deref())?;
+        let folded = flame::folded(&analysis, counter, Root::Process);
+        (analysis, counter, folded)
+    } else {
+        with_callers(args, &opts, &chains)?
     };
-    let folded = flame::folded(&analysis, counter, Root::Process);
     if let Some(path) = &args.folded {
         write_file(path, |out| Ok(folded.write_to(out)?))?;
     }
@@ -55,7 +63,68 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
         format_value(folded.total() as f64, spec.unit),
         spec.name,
     );
+    let s = chains.stats;
+    if s.cut > 0 || s.unknown_frames > 0 {
+        eprintln!(
+            "perfunc: {} of {} call chains were cut at an address that cannot be a return \
+             address (shown under {}); {} return addresses had no symbol",
+            s.cut,
+            s.chains,
+            callchain::CUT_FRAME,
+            s.unknown_frames
+        );
+    }
     Ok(())
+}
+
+fn chosen_counter(analysis: &Analysis, name: Option<&str>) -> anyhow::Result<usize> {
+    Ok(name
+        .map(|n| counter_index(analysis, n))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+fn open(path: &Path) -> anyhow::Result<TraceReader<BufReader<File>>> {
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    TraceReader::new(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("failed to read {}", path.display()))
+}
+
+/// The analysis, the counter and the folded stacks with each call's
+/// callers from `chains`.
+fn with_callers(
+    args: &FlamegraphArgs,
+    opts: &AnalysisOptions,
+    chains: &Chains,
+) -> anyhow::Result<(Analysis, usize, Folded)> {
+    let reader = open(&args.input)?;
+    let counters = &reader.header().counters;
+    let counter = match &args.counter {
+        Some(name) => counters
+            .iter()
+            .position(|c| &c.name == name)
+            .ok_or_else(|| ReportError::UnknownCounter {
+                name: name.clone(),
+                available: counters
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?,
+        None => 0,
+    };
+    let mut sums = CallerSums::new();
+    let analysis = analysis::analyze_calls(reader, opts, |call| {
+        if !call.used {
+            return;
+        }
+        let chain = chains.callers(call.tid, call.start).map(|(id, _)| id);
+        let tid = args.per_thread.then_some(call.tid);
+        *sums.entry((tid, chain, call.probe)).or_default() += i128::from(call.self_[counter]);
+    })
+    .with_context(|| format!("failed to analyze {}", args.input.display()))?;
+    let folded = flame::folded_with_callers(&analysis, &sums, chains);
+    Ok((analysis, counter, folded))
 }
 
 /// Creates `path` and writes it with `write`, naming the file on failure.

@@ -139,6 +139,16 @@ pub struct RecordArgs {
     #[arg(long, value_name = "auto|off|FILE", default_value = "auto")]
     calibration: calibrate::CalibrationMode,
 
+    /// Record each probed call's callers: `fp` (the kernel walks frame
+    /// pointers) or `dwarf` (a copy of the user stack, unwound with the
+    /// binaries' CFI: works without frame pointers).
+    #[arg(long, value_name = "fp|dwarf", value_parser = parse_callchain_mode)]
+    callchain: Option<CallchainMode>,
+
+    /// Bytes of user stack copied at each entry with --callchain dwarf.
+    #[arg(long, value_name = "SIZE", default_value = "8K", value_parser = parse_stack_size)]
+    stack_size: u32,
+
     /// Probe a leading `endbr64` itself instead of the instruction after it
     /// (stepping over it is cheaper; see docs/calibration.md).
     #[arg(long)]
@@ -222,6 +232,11 @@ pub struct ReportArgs {
     #[arg(long)]
     strict: bool,
 
+    /// Show where each probed function is in its source (file:line), from
+    /// the binaries' line tables.
+    #[arg(long)]
+    lines: bool,
+
     /// Keep the flagged calls of a system-wide (-a) trace, which are left
     /// out by default.
     #[arg(long, conflicts_with = "strict")]
@@ -268,6 +283,11 @@ pub struct FlamegraphArgs {
     /// One tower per thread, under a `tid N` frame.
     #[arg(long)]
     per_thread: bool,
+
+    /// With call chains in the trace (record --callchain): show inlined
+    /// functions as frames of their own.
+    #[arg(long)]
+    inline: bool,
 
     /// Leave flagged calls (migrated, multiplexed, context-switched) out.
     #[arg(long)]
@@ -335,6 +355,34 @@ pub struct DiffArgs {
     /// Worker threads for the analysis (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+}
+
+/// `--callchain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallchainMode {
+    /// Frame pointers.
+    Fp,
+    /// Stack copies unwound with CFI.
+    Dwarf,
+}
+
+fn parse_callchain_mode(text: &str) -> Result<CallchainMode, String> {
+    match text {
+        "fp" => Ok(CallchainMode::Fp),
+        "dwarf" => Ok(CallchainMode::Dwarf),
+        _ => Err(format!(
+            "`{text}`: give fp (frame pointers) or dwarf (stack copies)"
+        )),
+    }
+}
+
+fn parse_stack_size(text: &str) -> Result<u32, String> {
+    let bytes = units::parse_size(text)?;
+    let max = crate::trace::MAX_USER_STACK & !7;
+    if bytes == 0 || bytes > max {
+        return Err(format!("the stack copy must be 8 to {max} bytes"));
+    }
+    Ok((bytes as u32 + 7) & !7)
 }
 
 fn parse_alpha(text: &str) -> Result<f64, String> {

@@ -16,7 +16,9 @@ use super::RecordArgs;
 use crate::events::{self, CounterSpec, DEFAULT_FALLBACK, DEFAULT_HARDWARE};
 use crate::probe::pmu::{self, SysfsPmus};
 use crate::probe::sys::signal_name;
-use crate::probe::{self, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget};
+use crate::probe::{
+    self, Callchain, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget,
+};
 use crate::symbols::{self, FileOffset, Function, FunctionSpec, InsnClass, Resolved};
 use crate::trace::{ProbeKind, ProbeSite, Target, TraceHeader, TraceWriter};
 
@@ -45,6 +47,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
         quiet: args.quiet,
         calibration: args.calibration.clone(),
         skip_endbr64: !args.no_endbr64_skip,
+        callchain: match args.callchain {
+            None => Callchain::None,
+            Some(super::CallchainMode::Fp) => Callchain::FramePointer,
+            Some(super::CallchainMode::Dwarf) => Callchain::Dwarf {
+                stack_bytes: args.stack_size,
+            },
+        },
     };
     let outcome = plan.record()?;
     Ok(outcome.report(&plan))
@@ -72,6 +81,8 @@ pub struct Plan {
     pub calibration: CalibrationMode,
     /// Probe past a leading `endbr64` where that is safe.
     pub skip_endbr64: bool,
+    /// Caller chains to record.
+    pub callchain: Callchain,
 }
 
 /// What a finished recording left.
@@ -126,6 +137,7 @@ impl Plan {
             buffer_bytes: self.buffer_bytes,
             duration: self.duration,
             progress: !self.quiet,
+            callchain: self.callchain,
         };
         let result = probe::record(&opts, &mut writer);
         // Whatever happened, keep what was recorded readable.

@@ -9,7 +9,8 @@ use anyhow::Context;
 use super::ReportArgs;
 use crate::analysis::{self, Analysis, AnalysisOptions};
 use crate::report::{self, Format, ReportOptions};
-use crate::trace::TraceReader;
+use crate::symbolize::Symbolizer;
+use crate::trace::{ProbeKind, TraceHeader, TraceReader};
 
 /// Runs `perfunc report`.
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
@@ -23,7 +24,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         baseline: args.baseline.0,
         ..AnalysisOptions::default()
     };
-    let analysis = analyze_file(&args.input, &opts)?;
+    let mut analysis = analyze_file(&args.input, &opts)?;
+    if args.lines {
+        let file = File::open(&args.input)
+            .with_context(|| format!("failed to open {}", args.input.display()))?;
+        let header = TraceReader::new(BufReader::new(file))?.header().clone();
+        add_sources(&mut analysis, &header);
+    }
     let report_opts = ReportOptions {
         sort: args.sort.clone(),
         by_self: args.by_self,
@@ -33,6 +40,20 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     report::write_report(&analysis, args.format, &report_opts, &mut out)?;
     out.flush()?;
     Ok(())
+}
+
+/// Fills in each function's source location from its binary's line
+/// tables (kernel probes have none).
+fn add_sources(analysis: &mut Analysis, header: &TraceHeader) {
+    let mut symbolizer = Symbolizer::new();
+    for f in &mut analysis.functions {
+        let Some(site) = header.probes.get(f.probe as usize) else {
+            continue;
+        };
+        if site.kind == ProbeKind::Uprobe {
+            f.source = symbolizer.location(Path::new(&site.binary), site.addr);
+        }
+    }
 }
 
 /// Analyzes the trace in `path`.

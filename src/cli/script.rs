@@ -122,5 +122,45 @@ fn write_event<W: Write>(e: &Event, out: &mut W) -> io::Result<()> {
             tid,
             name,
         } => writeln!(out, "{} {pid}/{tid} COMM {name}", time(*t)),
+        Event::Mmap {
+            time: t,
+            pid,
+            tid,
+            start,
+            len,
+            pgoff,
+            path,
+        } => writeln!(
+            out,
+            "{} {pid}/{tid} MMAP {start:#x}-{:#x} @{pgoff:#x} {path}",
+            time(*t),
+            start + len
+        ),
+        Event::Callchain {
+            time: t,
+            pid,
+            tid,
+            ips,
+        } => {
+            write!(out, "{} {pid}/{tid} CALLCHAIN", time(*t))?;
+            for ip in ips {
+                write!(out, " {ip:#x}")?;
+            }
+            writeln!(out)
+        }
+        Event::UserStack {
+            time: t,
+            pid,
+            tid,
+            ip,
+            sp,
+            bp,
+            stack,
+        } => writeln!(
+            out,
+            "{} {pid}/{tid} STACK ip={ip:#x} sp={sp:#x} bp={bp:#x} {} bytes",
+            time(*t),
+            stack.len()
+        ),
     }
 }

@@ -33,11 +33,10 @@ pub(super) fn collect<R: Read>(
 ) -> Result<Run, AnalysisError> {
     let ncounters = reader.header().counters.len();
     let limit = opts.sample_limit.max(1);
-    let strict = opts.analysis.strict;
     let mut rng = Rng::seeded(0x7065_7266_756e_6364);
     let mut kept: BTreeMap<u32, Reservoir> = BTreeMap::new();
     let analysis = analyze_calls(reader, &opts.analysis, |call: &Call| {
-        if !call.flags.is_used(strict) {
+        if !call.used {
             return;
         }
         let r = kept.entry(call.probe).or_insert_with(|| Reservoir {

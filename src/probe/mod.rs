@@ -19,4 +19,6 @@ pub mod sys;
 pub mod tracefs;
 
 pub use error::ProbeError;
-pub use session::{record, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget};
+pub use session::{
+    record, Callchain, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget,
+};

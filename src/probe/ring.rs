@@ -18,10 +18,31 @@ const PERF_RECORD_COMM: u32 = 3;
 const PERF_RECORD_EXIT: u32 = 4;
 const PERF_RECORD_FORK: u32 = 7;
 const PERF_RECORD_SAMPLE: u32 = 9;
+const PERF_RECORD_MMAP2: u32 = 10;
 const PERF_RECORD_LOST_SAMPLES: u32 = 13;
 
 /// Bytes of the `sample_id_all` trailer: tid/pid, time, cpu/res, identifier.
 const SAMPLE_ID_TRAILER: usize = 32;
+
+/// Call chain entries at or above this are context markers
+/// (`PERF_CONTEXT_USER` and the like), not addresses.
+const PERF_CONTEXT_MAX: u64 = -4095i64 as u64;
+
+/// What an entry sample carries beyond the counters, besides the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Extra {
+    /// Nothing.
+    #[default]
+    None,
+    /// `CALLCHAIN`: the user call chain.
+    Callchain,
+    /// `REGS_USER` (ip, sp, bp) and `STACK_USER`.
+    UserStack,
+}
+
+/// The `sample_regs_user` mask perfunc asks for: x86-64's BP (6), SP (7)
+/// and IP (8), returned in that order.
+pub const USER_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
 
 /// One decoded record.
 #[derive(Debug, PartialEq)]
@@ -39,6 +60,8 @@ pub enum Decoded<'a> {
 pub struct Decoder {
     ids: HashMap<u64, Registered>,
     values: Vec<u64>,
+    /// The call chain or stack of the last sample, until taken.
+    extra: Option<Event>,
 }
 
 /// What a kernel event id stands for.
@@ -48,6 +71,8 @@ struct Registered {
     kind: RecordKind,
     /// The key field in the event's raw data (the event samples `RAW`).
     key: Option<Field>,
+    /// What else the event samples.
+    extra: Extra,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -62,7 +87,31 @@ impl Decoder {
     /// Registers the kernel id of a probe event, with the field its key
     /// is read from when the event samples `RAW`.
     pub fn add_id(&mut self, kernel_id: u64, probe: u32, kind: RecordKind, key: Option<Field>) {
-        self.ids.insert(kernel_id, Registered { probe, kind, key });
+        self.add_id_with(kernel_id, probe, kind, key, Extra::None);
+    }
+
+    /// As [`Decoder::add_id`], for an event that also samples `extra`.
+    pub fn add_id_with(
+        &mut self,
+        kernel_id: u64,
+        probe: u32,
+        kind: RecordKind,
+        key: Option<Field>,
+        extra: Extra,
+    ) {
+        let registered = Registered {
+            probe,
+            kind,
+            key,
+            extra,
+        };
+        self.ids.insert(kernel_id, registered);
+    }
+
+    /// The call chain or user stack event of the sample decoded last, if
+    /// it had one; to be written after the sample.
+    pub fn take_extra(&mut self) -> Option<Event> {
+        self.extra.take()
     }
 
     /// Decodes the body (what follows the 8-byte header) of a record of
@@ -71,6 +120,23 @@ impl Decoder {
     pub fn decode<'s>(&'s mut self, ty: u32, body: &[u8]) -> Option<Decoded<'s>> {
         match ty {
             PERF_RECORD_SAMPLE => self.sample(body),
+            PERF_RECORD_MMAP2 => {
+                let (pid, tid) = (u32_at(body, 0)?, u32_at(body, 4)?);
+                let (start, len, pgoff) = (u64_at(body, 8)?, u64_at(body, 16)?, u64_at(body, 24)?);
+                let end = body.len().checked_sub(SAMPLE_ID_TRAILER)?;
+                let raw = body.get(64..end)?;
+                let path_len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+                let (time, _) = trailer(body)?;
+                Some(Decoded::Event(Event::Mmap {
+                    time,
+                    pid,
+                    tid,
+                    start,
+                    len,
+                    pgoff,
+                    path: String::from_utf8_lossy(&raw[..path_len]).into_owned(),
+                }))
+            }
             PERF_RECORD_LOST => {
                 let lost = u64_at(body, 8)?;
                 let (time, cpu) = trailer(body)?;
@@ -144,16 +210,39 @@ impl Decoder {
         let Some(event) = self.ids.get(&id) else {
             return Some(Decoded::Other);
         };
-        let (probe, kind) = (event.probe, event.kind);
-        // RAW follows the group read: a u32 size, then the payload.
+        let (probe, kind, extra) = (event.probe, event.kind, event.extra);
+        // After the group read: CALLCHAIN, RAW, REGS_USER, STACK_USER, each
+        // when sampled.
+        let mut at = 56 + 8 * nr;
+        let mut ips = Vec::new();
+        if extra == Extra::Callchain {
+            let n = u64_at(body, at)? as usize;
+            for i in 0..n {
+                let ip = u64_at(body, at + 8 + 8 * i)?;
+                if ip < PERF_CONTEXT_MAX {
+                    ips.push(ip);
+                }
+            }
+            at += 8 + 8 * n;
+        }
         let key = match &event.key {
             None => 0,
             Some(field) => {
-                let at = 56 + 8 * nr;
                 let size = u32_at(body, at)? as usize;
                 let raw = body.get(at + 4..at + 4 + size)?;
+                at += 4 + size;
                 field.read(raw)? as u64
             }
+        };
+        self.extra = match extra {
+            Extra::None => None,
+            Extra::Callchain => Some(Event::Callchain {
+                time,
+                pid,
+                tid,
+                ips,
+            }),
+            Extra::UserStack => user_stack(body, at, (time, pid, tid)),
         };
         // Group values: entry probe count, return probe count, counters.
         self.values.clear();
@@ -173,6 +262,40 @@ impl Decoder {
             key,
         }))
     }
+}
+
+/// The `UserStack` event of `REGS_USER` and `STACK_USER` at `at`; `None`
+/// when the sample has no user registers (it hit in a kernel thread).
+fn user_stack(body: &[u8], mut at: usize, (time, pid, tid): (u64, u32, u32)) -> Option<Event> {
+    let abi = u64_at(body, at)?;
+    at += 8;
+    if abi == 0 {
+        return None;
+    }
+    // In mask order: BP, SP, IP.
+    let (bp, sp, ip) = (
+        u64_at(body, at)?,
+        u64_at(body, at + 8)?,
+        u64_at(body, at + 16)?,
+    );
+    at += 24;
+    let size = u64_at(body, at)? as usize;
+    let data = body.get(at + 8..at + 8 + size)?;
+    // The bytes the kernel really copied (the rest of `size` is zeros).
+    let dyn_size = if size == 0 {
+        0
+    } else {
+        (u64_at(body, at + 8 + size)? as usize).min(size)
+    };
+    Some(Event::UserStack {
+        time,
+        pid,
+        tid,
+        ip,
+        sp,
+        bp,
+        stack: data[..dyn_size].to_vec(),
+    })
 }
 
 /// (time, cpu) from the `sample_id_all` trailer at the end of `body`.

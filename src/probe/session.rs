@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use perf_event::{Builder, Clock, Counter, ReadFormat, SampleFlag, Sampler};
 
 use super::pmu::{counter_builder, explain, RawEvent};
-use super::ring::{Decoded, Decoder};
+use super::ring::{Decoded, Decoder, Extra, USER_REGS_MASK};
 use super::sys::{self, HeldChild, WaitStatus};
 use super::tracefs::{self, PlacedPair, ProbeSet, Tracefs};
 use super::ProbeError;
@@ -91,6 +91,25 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     /// Print a progress line on stderr when it is a terminal.
     pub progress: bool,
+    /// The caller chains to take at every entry.
+    pub callchain: Callchain,
+}
+
+/// How the callers of each probed call are recorded (`--callchain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Callchain {
+    /// Not at all.
+    #[default]
+    None,
+    /// The kernel walks the user frame pointers (`PERF_SAMPLE_CALLCHAIN`).
+    FramePointer,
+    /// The user registers and this many bytes of the user stack
+    /// (`PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER`), unwound later
+    /// with the binaries' CFI.
+    Dwarf {
+        /// Bytes of stack copied at every entry (a multiple of 8).
+        stack_bytes: u32,
+    },
 }
 
 /// How a recording ended.
@@ -466,6 +485,26 @@ impl Events {
         if key.is_some() {
             leader.sample(SampleFlag::RAW);
         }
+        let extra = match opts.callchain {
+            Callchain::None => Extra::None,
+            Callchain::FramePointer => {
+                leader
+                    .sample(SampleFlag::CALLCHAIN)
+                    .exclude_callchain_kernel(true);
+                Extra::Callchain
+            }
+            Callchain::Dwarf { stack_bytes } => {
+                leader
+                    .sample(SampleFlag::REGS_USER | SampleFlag::STACK_USER)
+                    .sample_regs_user(USER_REGS_MASK)
+                    .sample_stack_user(stack_bytes);
+                Extra::UserStack
+            }
+        };
+        if opts.callchain != Callchain::None && ring.is_none() {
+            // Where the binaries are mapped, to resolve the chains.
+            leader.mmap(true).mmap2(true);
+        }
 
         leader
             .enabled(false)
@@ -510,8 +549,13 @@ impl Events {
         }
 
         let (entry_key, return_key) = key.unzip();
-        self.decoder
-            .add_id(leader.id(), target.probe_id, RecordKind::Entry, entry_key);
+        self.decoder.add_id_with(
+            leader.id(),
+            target.probe_id,
+            RecordKind::Entry,
+            entry_key,
+            extra,
+        );
         self.decoder.add_id(
             members[0].id(),
             target.probe_id,
@@ -559,6 +603,9 @@ impl Events {
                     Some(Decoded::Sample(s)) => {
                         tally.count(s.cpu, s.tid);
                         writer.push_sample(&s)?;
+                        if let Some(e) = self.decoder.take_extra() {
+                            writer.push_event(&e)?;
+                        }
                     }
                     Some(Decoded::Event(e)) => {
                         if let Event::Lost { count, cpu, .. } = e {

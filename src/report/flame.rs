@@ -2,10 +2,13 @@
 //! call tree weighted by one counter's self cost, with labels and
 //! tooltips. Drawing is the perfunc-flamegraph crate's.
 
+use std::collections::HashMap;
+
 use perfunc_flamegraph::{Folded, SvgOptions, Tooltip};
 
 use super::human::format_value;
 use crate::analysis::Analysis;
+use crate::callchain::Chains;
 use crate::events::Unit;
 
 /// The frame(s) under which the probed functions are stacked.
@@ -41,6 +44,28 @@ pub fn folded(analysis: &Analysis, counter: usize, root: Root) -> Folded {
         );
         // Sums of whole units, exact in f64 up to 2^53.
         folded.add(&frames, path.self_[counter].round() as i128);
+    }
+    folded
+}
+
+/// Self cost per thread (with a per-thread tree), caller chain (an id of
+/// [`Chains`]) and probe: what [`folded_with_callers`] draws.
+pub type CallerSums = HashMap<(Option<u32>, Option<u32>, u32), i128>;
+
+/// As [`folded`], with the callers each call's chain recorded above each
+/// probed function, probed or not: `process;[tid N;]caller;...;function`.
+/// Calls without a chain sit directly on the process (or thread) frame.
+pub fn folded_with_callers(analysis: &Analysis, sums: &CallerSums, chains: &Chains) -> Folded {
+    let process = process_name(&analysis.trace.command);
+    let mut folded = Folded::new();
+    for (&(tid, chain, probe), &value) in sums {
+        let mut frames = vec![process.clone()];
+        frames.extend(tid.map(|t| format!("tid {t}")));
+        if let Some(id) = chain {
+            frames.extend(chains.stack(id).iter().cloned());
+        }
+        frames.push(function_name(analysis, probe));
+        folded.add(&frames, value);
     }
     folded
 }

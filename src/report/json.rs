@@ -41,6 +41,8 @@ struct TraceView<'a> {
 struct FunctionView<'a> {
     name: &'a str,
     binary: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
     calls: u64,
     used: u64,
     discarded: BTreeMap<&'static str, u64>,
@@ -146,6 +148,7 @@ impl ReportWriter for Json {
                 .map(|f| FunctionView {
                     name: &f.name,
                     binary: &f.binary,
+                    source: f.source.as_deref(),
                     calls: f.calls,
                     used: f.used,
                     discarded: by_name(&f.discarded),

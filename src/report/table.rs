@@ -172,7 +172,11 @@ fn write_function(a: &Analysis, f: &FunctionStats, out: &mut dyn Write) -> io::R
     if flagged > 0 {
         line += &format!("; flagged: {}", reasons(&f.flagged));
     }
-    writeln!(out, "{line})")?;
+    line.push(')');
+    if let Some(source) = &f.source {
+        line += &format!("  at {source}");
+    }
+    writeln!(out, "{line}")?;
     for c in &f.counters {
         let mut row = format!("  {:<w$}", c.name, w = LABEL - 2);
         for v in [

@@ -25,7 +25,7 @@
 //! ```
 
 mod debug;
-mod demangle;
+pub(crate) mod demangle;
 mod elf;
 mod error;
 mod insn;

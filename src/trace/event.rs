@@ -1,5 +1,5 @@
-//! Event records: variable-size, tagged, rare (lost records, process
-//! lifecycle). Each is `u16 tag, u16 len, body[len]`; readers skip tags
+//! Event records: variable-size, tagged: lost records, process lifecycle,
+//! memory mappings, and the call chains or user stacks of entry samples. Each is `u16 tag, u16 len, body[len]`; readers skip tags
 //! they do not know by `len`, and ignore bytes past the fields they know.
 
 use super::error::TraceError;
@@ -9,6 +9,9 @@ const TAG_LOST: u16 = 1;
 const TAG_FORK: u16 = 2;
 const TAG_EXIT: u16 = 3;
 const TAG_COMM: u16 = 4;
+const TAG_MMAP: u16 = 5;
+const TAG_CALLCHAIN: u16 = 6;
+const TAG_USER_STACK: u16 = 7;
 
 /// Body bytes of a `Lost` event.
 const LOST_LEN: usize = 20;
@@ -16,6 +19,15 @@ const LOST_LEN: usize = 20;
 const TASK_LEN: usize = 24;
 /// Body bytes of a `Comm` event before its name.
 const COMM_FIXED_LEN: usize = 16;
+/// Body bytes of an `Mmap` event before its path.
+const MMAP_FIXED_LEN: usize = 40;
+/// Body bytes of a `Callchain` event before its addresses.
+const CALLCHAIN_FIXED_LEN: usize = 16;
+/// Body bytes of a `UserStack` event before its stack bytes.
+const USER_STACK_FIXED_LEN: usize = 40;
+
+/// The largest user stack copy an event holds (its body length is a `u16`).
+pub const MAX_USER_STACK: usize = u16::MAX as usize - USER_STACK_FIXED_LEN;
 
 /// A non-sample record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +77,56 @@ pub enum Event {
         tid: u32,
         /// The new name.
         name: String,
+    },
+    /// A file was mapped executable into a process (`PERF_RECORD_MMAP2`, or
+    /// /proc/PID/maps when attaching): what call chains are resolved
+    /// against.
+    Mmap {
+        /// Time in ns on the header's clock.
+        time: u64,
+        /// Process id.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// First mapped address.
+        start: u64,
+        /// Bytes mapped.
+        len: u64,
+        /// File offset of `start`.
+        pgoff: u64,
+        /// The file (`[vdso]` and the like for special mappings).
+        path: String,
+    },
+    /// The user call chain of the entry sample of thread `tid` at `time`
+    /// (`--callchain fp`): the probed function's address, then the return
+    /// addresses of its callers, innermost first.
+    Callchain {
+        /// Time of the entry sample.
+        time: u64,
+        /// Process id.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// Instruction addresses, innermost first.
+        ips: Vec<u64>,
+    },
+    /// The user registers and a copy of the user stack at the entry sample
+    /// of thread `tid` at `time` (`--callchain dwarf`), unwound later.
+    UserStack {
+        /// Time of the entry sample.
+        time: u64,
+        /// Process id.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// Instruction pointer.
+        ip: u64,
+        /// Stack pointer: the address of `stack[0]`.
+        sp: u64,
+        /// Frame pointer register (%rbp).
+        bp: u64,
+        /// The stack from `sp` upwards.
+        stack: Vec<u8>,
     },
 }
 
@@ -128,7 +190,58 @@ fn encode_body(out: &mut Vec<u8>, e: &Event) -> u16 {
             out.extend_from_slice(name.as_bytes());
             TAG_COMM
         }
+        Event::Mmap {
+            time,
+            pid,
+            tid,
+            start,
+            len,
+            pgoff,
+            path,
+        } => {
+            encode_head(out, *time, *pid, *tid);
+            for word in [start, len, pgoff] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(path.as_bytes());
+            TAG_MMAP
+        }
+        Event::Callchain {
+            time,
+            pid,
+            tid,
+            ips,
+        } => {
+            encode_head(out, *time, *pid, *tid);
+            for ip in ips {
+                out.extend_from_slice(&ip.to_le_bytes());
+            }
+            TAG_CALLCHAIN
+        }
+        Event::UserStack {
+            time,
+            pid,
+            tid,
+            ip,
+            sp,
+            bp,
+            stack,
+        } => {
+            encode_head(out, *time, *pid, *tid);
+            for word in [ip, sp, bp] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(stack);
+            TAG_USER_STACK
+        }
     }
+}
+
+/// time, pid, tid: the head of the per-task events.
+fn encode_head(out: &mut Vec<u8>, time: u64, pid: u32, tid: u32) {
+    out.extend_from_slice(&time.to_le_bytes());
+    out.extend_from_slice(&pid.to_le_bytes());
+    out.extend_from_slice(&tid.to_le_bytes());
 }
 
 fn encode_task(out: &mut Vec<u8>, time: u64, ids: [u32; 4]) {
@@ -189,6 +302,9 @@ fn decode_body(tag: u16, body: &[u8]) -> Result<Option<Event>, usize> {
         TAG_LOST => LOST_LEN,
         TAG_FORK | TAG_EXIT => TASK_LEN,
         TAG_COMM => COMM_FIXED_LEN,
+        TAG_MMAP => MMAP_FIXED_LEN,
+        TAG_CALLCHAIN => CALLCHAIN_FIXED_LEN,
+        TAG_USER_STACK => USER_STACK_FIXED_LEN,
         _ => return Ok(None),
     };
     if body.len() < need {
@@ -215,11 +331,38 @@ fn decode_body(tag: u16, body: &[u8]) -> Result<Option<Event>, usize> {
             tid: le_u32(body, 16),
             ptid: le_u32(body, 20),
         },
-        _ => Event::Comm {
+        TAG_COMM => Event::Comm {
             time,
             pid: le_u32(body, 8),
             tid: le_u32(body, 12),
             name: String::from_utf8_lossy(&body[COMM_FIXED_LEN..]).into_owned(),
+        },
+        TAG_MMAP => Event::Mmap {
+            time,
+            pid: le_u32(body, 8),
+            tid: le_u32(body, 12),
+            start: le_u64(body, 16),
+            len: le_u64(body, 24),
+            pgoff: le_u64(body, 32),
+            path: String::from_utf8_lossy(&body[MMAP_FIXED_LEN..]).into_owned(),
+        },
+        TAG_CALLCHAIN => Event::Callchain {
+            time,
+            pid: le_u32(body, 8),
+            tid: le_u32(body, 12),
+            ips: body[CALLCHAIN_FIXED_LEN..]
+                .chunks_exact(8)
+                .map(|w| le_u64(w, 0))
+                .collect(),
+        },
+        _ => Event::UserStack {
+            time,
+            pid: le_u32(body, 8),
+            tid: le_u32(body, 12),
+            ip: le_u64(body, 16),
+            sp: le_u64(body, 24),
+            bp: le_u64(body, 32),
+            stack: body[USER_STACK_FIXED_LEN..].to_vec(),
         },
     };
     Ok(Some(event))

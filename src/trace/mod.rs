@@ -48,7 +48,7 @@ mod writer;
 mod tests;
 
 pub use error::TraceError;
-pub use event::Event;
+pub use event::{Event, MAX_USER_STACK};
 pub use format::{
     record_size, CHUNK_HEADER_LEN, CHUNK_MAGIC, DEFAULT_CHUNK_BYTES, FILE_HEADER_LEN,
     FLAG_ROUND_END, FORMAT_VERSION, MAGIC, MAX_CHUNK_BYTES,

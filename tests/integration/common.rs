@@ -210,3 +210,64 @@ pub fn record(
     run_expect(&args, 0);
     out
 }
+
+/// The call-chain fixture (tests/fixtures/chains.c) in one of its
+/// variants, built once per test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Chains {
+    /// Frame pointers, PIE.
+    FramePointers,
+    /// Frame pointers, not PIE (fixed addresses).
+    NoPie,
+    /// Built without frame pointers (CFI only).
+    NoFramePointers,
+    /// chain_b and cc_probed in libchain.so, frame pointers.
+    Shared,
+}
+
+/// The binary of a [`Chains`] variant.
+pub fn chains(variant: Chains) -> PathBuf {
+    static BINS: OnceLock<std::sync::Mutex<std::collections::HashMap<Chains, PathBuf>>> =
+        OnceLock::new();
+    let bins = BINS.get_or_init(Default::default);
+    let mut bins = bins.lock().unwrap_or_else(|e| e.into_inner());
+    bins.entry(variant)
+        .or_insert_with(|| {
+            let fp = ["-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer"];
+            let base = [
+                "-O2",
+                "-g",
+                "-fno-optimize-sibling-calls",
+                "-fcf-protection=none",
+            ];
+            let mut flags: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+            let name = match variant {
+                Chains::FramePointers => "chains-fp",
+                Chains::NoPie => "chains-nopie",
+                Chains::NoFramePointers => "chains-nofp",
+                Chains::Shared => "chains-shared",
+            };
+            match variant {
+                Chains::NoFramePointers => flags.push("-fomit-frame-pointer".into()),
+                _ => flags.extend(fp.iter().map(|s| s.to_string())),
+            }
+            if variant == Chains::NoPie {
+                flags.push("-no-pie".into());
+            }
+            if variant == Chains::Shared {
+                let mut lib = flags.clone();
+                lib.extend(["-shared".into(), "-fPIC".into()]);
+                let lib: Vec<&str> = lib.iter().map(String::as_str).collect();
+                let so = build("CC", "gcc", &lib, "chains_lib.c", "libchain.so");
+                flags.extend([
+                    "-DCHAIN_SHARED".into(),
+                    "-Wl,--no-as-needed".into(),
+                    so.to_string_lossy().into_owned(),
+                    format!("-Wl,-rpath,{}", so.parent().unwrap().display()),
+                ]);
+            }
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            build("CC", "gcc", &flags, "chains.c", name)
+        })
+        .clone()
+}

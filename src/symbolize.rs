@@ -1,0 +1,233 @@
+//! Addresses to function names and source lines: the frames of call
+//! chains and the locations of probed functions.
+//!
+//! A runtime address is turned into the ELF virtual address of the file
+//! mapped there (through the mapping's file offset and the file's
+//! `PT_LOAD` segments, so PIE executables and shared libraries resolve as
+//! well as fixed-address ones), then looked up with addr2line: the DWARF
+//! line tables and inlined-function records where the file (or its
+//! separate debug file) has them, the symbol table otherwise. Names come
+//! demangled (Rust and C++). Each file is loaded once; each address is
+//! resolved once (a cache keyed by file and address).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One frame of a resolved address: a function, and where in its source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Demangled function name.
+    pub function: String,
+    /// `file:line`, when the file has line tables.
+    pub location: Option<String>,
+    /// Whether the function was inlined into the next frame out.
+    pub inlined: bool,
+}
+
+/// What an address resolved to: its frames, outermost (the function the
+/// address is in) first, then the functions inlined into it, innermost
+/// last. A single frame named after the file and offset when nothing
+/// resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The frames, outermost first.
+    pub frames: Vec<Frame>,
+    /// Whether no symbol was found (the frame is `[file+0xoffset]`).
+    pub unknown: bool,
+}
+
+/// A loaded file: its debug info and where its segments are.
+struct Object {
+    /// The file's bytes, to check the instruction before a return address.
+    data: Vec<u8>,
+    loader: addr2line::Loader,
+    /// `(file offset, file size, virtual address)` of each `PT_LOAD`.
+    segments: Vec<(u64, u64, u64)>,
+}
+
+/// Resolves addresses, caching files and answers.
+#[derive(Default)]
+pub struct Symbolizer {
+    objects: HashMap<PathBuf, Option<Object>>,
+    cache: HashMap<(PathBuf, u64, bool), Resolved>,
+}
+
+impl Symbolizer {
+    /// An empty symbolizer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resolves the runtime address `addr` in `path`, mapped at `start`
+    /// from file offset `pgoff`. For a return address (`caller` true) the
+    /// call instruction before it is looked up: a call that is the last
+    /// instruction of a function returns past its end. With `inline`, the
+    /// functions inlined at that point are frames too.
+    pub fn resolve(
+        &mut self,
+        path: &Path,
+        (start, pgoff): (u64, u64),
+        addr: u64,
+        caller: bool,
+        inline: bool,
+    ) -> Resolved {
+        let file_offset = addr.wrapping_sub(start).wrapping_add(pgoff);
+        let key = (path.to_owned(), file_offset, inline);
+        if let Some(hit) = self.cache.get(&key) {
+            return hit.clone();
+        }
+        let object = self
+            .objects
+            .entry(path.to_owned())
+            .or_insert_with(|| load(path));
+        let resolved = object
+            .as_ref()
+            .and_then(|o| {
+                let vaddr = o.vaddr(file_offset)?;
+                lookup(o, vaddr - u64::from(caller), inline)
+            })
+            .unwrap_or_else(|| Resolved {
+                frames: vec![Frame {
+                    function: format!("[{}+{file_offset:#x}]", file_name(path)),
+                    location: None,
+                    inlined: false,
+                }],
+                unknown: true,
+            });
+        self.cache.insert(key, resolved.clone());
+        resolved
+    }
+
+    /// Whether the runtime address `addr` of `path` (mapped at `start`
+    /// from file offset `pgoff`) follows a call instruction, as every
+    /// return address does: a frame-pointer walk through code built
+    /// without frame pointers reads other data as return addresses, and
+    /// those almost never follow a call. `None` when the file cannot be
+    /// read.
+    pub fn follows_call(
+        &mut self,
+        path: &Path,
+        (start, pgoff): (u64, u64),
+        addr: u64,
+    ) -> Option<bool> {
+        let file_offset = addr.wrapping_sub(start).wrapping_add(pgoff);
+        let object = self
+            .objects
+            .entry(path.to_owned())
+            .or_insert_with(|| load(path))
+            .as_ref()?;
+        let end = usize::try_from(file_offset).ok()?;
+        Some(ends_with_call(object.data.get(..end)?))
+    }
+
+    /// The source location (`file:line`) of the ELF virtual address
+    /// `vaddr` of `path`, if its line tables have it.
+    pub fn location(&mut self, path: &Path, vaddr: u64) -> Option<String> {
+        let object = self
+            .objects
+            .entry(path.to_owned())
+            .or_insert_with(|| load(path))
+            .as_ref()?;
+        let location = object.loader.find_location(vaddr).ok()??;
+        Some(format_location(location.file?, location.line))
+    }
+}
+
+impl Object {
+    /// The virtual address of a file offset, through the `PT_LOAD` that
+    /// holds it.
+    fn vaddr(&self, file_offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|&&(off, size, _)| file_offset >= off && file_offset < off + size)
+            .map(|&(off, _, vaddr)| file_offset - off + vaddr)
+    }
+}
+
+fn load(path: &Path) -> Option<Object> {
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let segments = object::Object::segments(&file)
+        .map(|s| {
+            let (offset, size) = object::ObjectSegment::file_range(&s);
+            (offset, size, object::ObjectSegment::address(&s))
+        })
+        .collect();
+    let loader = addr2line::Loader::new(path).ok()?;
+    Some(Object {
+        data,
+        loader,
+        segments,
+    })
+}
+
+/// Whether `code` ends with a call instruction: a direct `call rel32` (5
+/// bytes) or an indirect `call` through a register or memory (2 to 7
+/// bytes), decoded as x86-64.
+fn ends_with_call(code: &[u8]) -> bool {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+    (2..=7).any(|len| {
+        let Some(start) = code.len().checked_sub(len) else {
+            return false;
+        };
+        let mut decoder = Decoder::new(64, &code[start..], DecoderOptions::NONE);
+        let insn = decoder.decode();
+        !insn.is_invalid() && insn.len() == len && insn.mnemonic() == Mnemonic::Call
+    })
+}
+
+/// The frames at `vaddr`, from DWARF, else from the symbol table.
+fn lookup(object: &Object, vaddr: u64, inline: bool) -> Option<Resolved> {
+    let mut frames = Vec::new();
+    if let Ok(mut iter) = object.loader.find_frames(vaddr) {
+        while let Ok(Some(frame)) = iter.next() {
+            let Some(function) = frame.function.as_ref() else {
+                continue;
+            };
+            let Ok(name) = function.demangle() else {
+                continue;
+            };
+            let location = frame
+                .location
+                .as_ref()
+                .and_then(|l| Some(format_location(l.file?, l.line)));
+            frames.push(Frame {
+                function: name.into_owned(),
+                location,
+                inlined: true,
+            });
+        }
+    }
+    if frames.is_empty() {
+        let symbol = object.loader.find_symbol(vaddr)?;
+        frames.push(Frame {
+            function: crate::symbols::demangle::demangle(symbol),
+            location: None,
+            inlined: false,
+        });
+    }
+    // addr2line lists the innermost (inlined) frame first.
+    frames.reverse();
+    frames[0].inlined = false;
+    if !inline {
+        frames.truncate(1);
+    }
+    Some(Resolved {
+        frames,
+        unknown: false,
+    })
+}
+
+fn format_location(file: &str, line: Option<u32>) -> String {
+    match line {
+        Some(line) => format!("{file}:{line}"),
+        None => file.to_owned(),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
