@@ -5,7 +5,8 @@
 //! every process and the chain of every entry sample (`Callchain`
 //! events, keyed by thread and time). Each distinct return address is then
 //! resolved once, in the mapping that held it when the chain was taken,
-//! with [`crate::symbolize`]. A chain is cut at the first address no
+//! with [`crate::symbolize`]: one symbolizer per file, the files in
+//! parallel on rayon's pool. A chain is cut at the first address no
 //! executable mapping holds (a frame-pointer walk through code built
 //! without frame pointers ends in garbage): the frames outside it are
 //! dropped, the chain is marked, and counted in [`ChainStats::cut`]; a
@@ -13,7 +14,9 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use crate::symbolize::Symbolizer;
 use crate::trace::{Chunk, Event, TraceError, TraceReader};
@@ -117,47 +120,55 @@ pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chai
     for list in maps.values_mut() {
         list.sort_by_key(|m| m.time);
     }
-    let mut resolver = Resolver {
-        maps,
-        symbolizer: Symbolizer::new(),
-        inline,
-        names: HashMap::new(),
-        stats: ChainStats::default(),
+    // Every distinct return address, in the mapping that held it.
+    let mapping_of = |pid: u32, time: u64, ip: u64| -> Option<&Mapping> {
+        let list = maps.get(&pid)?;
+        list.iter()
+            .rev()
+            .find(|m| m.time <= time && (m.start..m.end).contains(&ip))
+            .or_else(|| list.iter().rev().find(|m| (m.start..m.end).contains(&ip)))
+    };
+    let mut by_file: HashMap<&PathBuf, Vec<Site>> = HashMap::new();
+    for (pid, _, time, ips) in &raw {
+        for &ip in ips.iter().skip(1) {
+            if let Some(m) = mapping_of(*pid, *time, ip) {
+                by_file
+                    .entry(&m.path)
+                    .or_default()
+                    .push((m.start, m.pgoff, ip));
+            }
+        }
+    }
+    // One symbolizer per file, the files in parallel.
+    let resolved: HashMap<(&PathBuf, Site), Option<Vec<String>>> = by_file
+        .into_par_iter()
+        .flat_map_iter(|(path, mut sites)| {
+            sites.sort_unstable();
+            sites.dedup();
+            let mut symbolizer = Symbolizer::new();
+            sites
+                .into_iter()
+                .map(|site| ((path, site), resolve(&mut symbolizer, path, site, inline)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut stats = ChainStats {
+        unknown_frames: resolved
+            .values()
+            .filter(|r| r.as_ref().is_some_and(|f| f[0].starts_with('[')))
+            .count() as u64,
+        ..ChainStats::default()
     };
     let mut chains = Chains::default();
     let mut ids: HashMap<Vec<String>, u32> = HashMap::new();
-    for (pid, tid, time, ips) in raw {
-        let stack = resolver.chain(pid, time, &ips);
-        let next = ids.len() as u32;
-        let id = *ids.entry(stack).or_insert(next);
-        chains.by_call.insert((tid, time), id);
-    }
-    chains.stacks = vec![Vec::new(); ids.len()];
-    for (stack, id) in ids {
-        chains.stacks[id as usize] = stack;
-    }
-    chains.stats = resolver.stats;
-    Ok(chains)
-}
-
-struct Resolver {
-    maps: HashMap<u32, Vec<Mapping>>,
-    symbolizer: Symbolizer,
-    inline: bool,
-    /// (pid, return address) to its frames, `None` when unmapped.
-    names: HashMap<(u32, u64), Option<Vec<String>>>,
-    stats: ChainStats,
-}
-
-impl Resolver {
-    /// The callers in `ips` (innermost first, the probed function at 0),
-    /// outermost first.
-    fn chain(&mut self, pid: u32, time: u64, ips: &[u64]) -> Vec<String> {
-        self.stats.chains += 1;
+    for (pid, tid, time, ips) in &raw {
+        stats.chains += 1;
         let mut inner_first = Vec::new();
         let mut cut = false;
         for &ip in ips.iter().skip(1) {
-            match self.frames(pid, time, ip) {
+            let frames = mapping_of(*pid, *time, ip)
+                .and_then(|m| resolved.get(&(&m.path, (m.start, m.pgoff, ip)))?.as_ref());
+            match frames {
                 Some(frames) => inner_first.extend(frames.iter().rev().cloned()),
                 None => {
                     cut = true;
@@ -166,34 +177,38 @@ impl Resolver {
             }
         }
         if cut {
-            self.stats.cut += 1;
+            stats.cut += 1;
             inner_first.push(CUT_FRAME.to_owned());
         }
         inner_first.reverse();
-        inner_first
+        let next = ids.len() as u32;
+        let id = *ids.entry(inner_first).or_insert(next);
+        chains.by_call.insert((*tid, *time), id);
     }
+    chains.stacks = vec![Vec::new(); ids.len()];
+    for (stack, id) in ids {
+        chains.stacks[id as usize] = stack;
+    }
+    chains.stats = stats;
+    Ok(chains)
+}
 
-    /// The frames (outermost first) of return address `ip` in `pid`.
-    fn frames(&mut self, pid: u32, time: u64, ip: u64) -> Option<Vec<String>> {
-        if let Some(hit) = self.names.get(&(pid, ip)) {
-            return hit.clone();
-        }
-        let mapping = self.maps.get(&pid).and_then(|list| {
-            list.iter()
-                .rev()
-                .find(|m| m.time <= time && (m.start..m.end).contains(&ip))
-                .or_else(|| list.iter().rev().find(|m| (m.start..m.end).contains(&ip)))
-        });
-        let frames = mapping.map(|m| {
-            let resolved =
-                self.symbolizer
-                    .resolve(&m.path, (m.start, m.pgoff), ip, true, self.inline);
-            if resolved.unknown {
-                self.stats.unknown_frames += 1;
-            }
-            resolved.frames.into_iter().map(|f| f.function).collect()
-        });
-        self.names.insert((pid, ip), frames.clone());
-        frames
+/// A return address in a mapping: (mapping start, file offset of the
+/// start, address).
+type Site = (u64, u64, u64);
+
+/// The frames (outermost first) of a return address, `None` when it cannot
+/// be one: not right after a call instruction (a frame-pointer walk
+/// through code without frame pointers).
+fn resolve(
+    symbolizer: &mut Symbolizer,
+    path: &Path,
+    (start, pgoff, ip): Site,
+    inline: bool,
+) -> Option<Vec<String>> {
+    if symbolizer.follows_call(path, (start, pgoff), ip) == Some(false) {
+        return None;
     }
+    let resolved = symbolizer.resolve(path, (start, pgoff), ip, true, inline);
+    Some(resolved.frames.into_iter().map(|f| f.function).collect())
 }
