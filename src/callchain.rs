@@ -1,9 +1,13 @@
-//! The callers of each probed call, from the call chains
-//! (`--callchain fp`) a trace holds, resolved to function names.
+//! The callers of each probed call, from the call chains (`--callchain
+//! fp`) or user stacks (`--callchain dwarf`) a trace holds, resolved to
+//! function names.
 //!
 //! A first pass over the trace collects the mappings (`Mmap` events) of
-//! every process and the chain of every entry sample (`Callchain`
-//! events, keyed by thread and time). Each distinct return address is then
+//! every process (a process forked without exec inherits its parent's),
+//! and the chain of every entry sample: as recorded (`Callchain` events)
+//! or unwound from its stack copy with the files' CFI (`UserStack`
+//! events, [`crate::unwind`]; a stack unwound short of the outermost
+//! frame is marked cut). Each distinct return address is then
 //! resolved once, in the mapping that held it when the chain was taken,
 //! with [`crate::symbolize`]: one symbolizer per file, the files in
 //! parallel on rayon's pool. A chain is cut at the first address no
@@ -20,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::symbolize::Symbolizer;
 use crate::trace::{Chunk, Event, TraceError, TraceReader};
+use crate::unwind::{self, AddressSpace, Regs, UnwindEnd, Unwinder};
 
 /// The frame put above a chain that was cut short.
 pub const CUT_FRAME: &str = "[callers unknown]";
@@ -85,7 +90,9 @@ struct Mapping {
 /// When the trace cannot be read.
 pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chains, TraceError> {
     let mut maps: HashMap<u32, Vec<Mapping>> = HashMap::new();
-    let mut raw: Vec<(u32, u32, u64, Vec<u64>)> = Vec::new();
+    let mut forks: Vec<(u64, u32, u32)> = Vec::new();
+    let mut raw: Vec<RawChain> = Vec::new();
+    let mut stacks: Vec<Event> = Vec::new();
     while let Some(chunk) = reader.next_chunk()? {
         let Chunk::Events(events) = chunk else {
             continue;
@@ -103,23 +110,32 @@ pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chai
                 } if path.starts_with('/') => maps.entry(pid).or_default().push(Mapping {
                     time,
                     start,
-                    end: start + len,
+                    end: start.saturating_add(len),
                     pgoff,
                     path: PathBuf::from(path),
                 }),
+                Event::Fork {
+                    time, pid, ppid, ..
+                } if pid != ppid => forks.push((time, pid, ppid)),
                 Event::Callchain {
                     time,
                     pid,
                     tid,
                     ips,
-                } => raw.push((pid, tid, time, ips)),
+                } => raw.push(RawChain {
+                    pid,
+                    tid,
+                    time,
+                    ips,
+                    cut: false,
+                }),
+                e @ Event::UserStack { .. } => stacks.push(e),
                 _ => {}
             }
         }
     }
-    for list in maps.values_mut() {
-        list.sort_by_key(|m| m.time);
-    }
+    inherit_mappings(&mut maps, &mut forks);
+    raw.extend(unwind_stacks(&maps, stacks));
     // Every distinct return address, in the mapping that held it.
     let mapping_of = |pid: u32, time: u64, ip: u64| -> Option<&Mapping> {
         let list = maps.get(&pid)?;
@@ -129,9 +145,9 @@ pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chai
             .or_else(|| list.iter().rev().find(|m| (m.start..m.end).contains(&ip)))
     };
     let mut by_file: HashMap<&PathBuf, Vec<Site>> = HashMap::new();
-    for (pid, _, time, ips) in &raw {
-        for &ip in ips.iter().skip(1) {
-            if let Some(m) = mapping_of(*pid, *time, ip) {
+    for c in &raw {
+        for &ip in c.ips.iter().skip(1) {
+            if let Some(m) = mapping_of(c.pid, c.time, ip) {
                 by_file
                     .entry(&m.path)
                     .or_default()
@@ -161,12 +177,12 @@ pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chai
     };
     let mut chains = Chains::default();
     let mut ids: HashMap<Vec<String>, u32> = HashMap::new();
-    for (pid, tid, time, ips) in &raw {
+    for c in &raw {
         stats.chains += 1;
         let mut inner_first = Vec::new();
-        let mut cut = false;
-        for &ip in ips.iter().skip(1) {
-            let frames = mapping_of(*pid, *time, ip)
+        let mut cut = c.cut;
+        for &ip in c.ips.iter().skip(1) {
+            let frames = mapping_of(c.pid, c.time, ip)
                 .and_then(|m| resolved.get(&(&m.path, (m.start, m.pgoff, ip)))?.as_ref());
             match frames {
                 Some(frames) => inner_first.extend(frames.iter().rev().cloned()),
@@ -183,7 +199,7 @@ pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chai
         inner_first.reverse();
         let next = ids.len() as u32;
         let id = *ids.entry(inner_first).or_insert(next);
-        chains.by_call.insert((*tid, *time), id);
+        chains.by_call.insert((c.tid, c.time), id);
     }
     chains.stacks = vec![Vec::new(); ids.len()];
     for (stack, id) in ids {
@@ -191,6 +207,87 @@ pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chai
     }
     chains.stats = stats;
     Ok(chains)
+}
+
+/// The chain of one entry sample, before it is resolved.
+struct RawChain {
+    pid: u32,
+    tid: u32,
+    time: u64,
+    /// The probed function's address, then the return addresses.
+    ips: Vec<u64>,
+    /// Whether unwinding stopped before the outermost frame.
+    cut: bool,
+}
+
+/// The deepest chain unwound from a stack copy.
+const MAX_FRAMES: usize = 256;
+
+/// A process forked without exec keeps its parent's mappings, which the
+/// kernel does not report again: copy them, as of the fork, in fork order.
+fn inherit_mappings(maps: &mut HashMap<u32, Vec<Mapping>>, forks: &mut [(u64, u32, u32)]) {
+    forks.sort_unstable();
+    for &(time, pid, ppid) in forks.iter() {
+        let inherited: Vec<Mapping> = maps
+            .get(&ppid)
+            .into_iter()
+            .flatten()
+            .filter(|m| m.time <= time)
+            .map(|m| Mapping { time, ..m.clone() })
+            .collect();
+        let list = maps.entry(pid).or_default();
+        list.extend(inherited);
+        list.sort_by_key(|m| m.time);
+    }
+}
+
+/// The chains of the `UserStack` events (`--callchain dwarf`), unwound
+/// with the CFI of the files each process had mapped; a chain that stops
+/// before the outermost frame is marked cut.
+fn unwind_stacks(maps: &HashMap<u32, Vec<Mapping>>, stacks: Vec<Event>) -> Vec<RawChain> {
+    let spaces: HashMap<u32, AddressSpace> = maps
+        .iter()
+        .map(|(&pid, list)| {
+            let space = list
+                .iter()
+                .map(|m| unwind::Mapping {
+                    start: m.start,
+                    end: m.end,
+                    pgoff: m.pgoff,
+                    path: m.path.clone(),
+                })
+                .collect();
+            (pid, space)
+        })
+        .collect();
+    let empty = AddressSpace::new();
+    let mut unwinder = Unwinder::new();
+    stacks
+        .into_iter()
+        .filter_map(|e| {
+            let Event::UserStack {
+                time,
+                pid,
+                tid,
+                ip,
+                sp,
+                bp,
+                stack,
+            } = e
+            else {
+                return None;
+            };
+            let space = spaces.get(&pid).unwrap_or(&empty);
+            let unwound = unwinder.unwind(space, &Regs { ip, sp, bp }, &stack, MAX_FRAMES);
+            Some(RawChain {
+                pid,
+                tid,
+                time,
+                ips: unwound.frames,
+                cut: unwound.end != UnwindEnd::Complete,
+            })
+        })
+        .collect()
 }
 
 /// A return address in a mapping: (mapping start, file offset of the

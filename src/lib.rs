@@ -35,3 +35,4 @@ pub mod report;
 pub mod symbolize;
 pub mod symbols;
 pub mod trace;
+pub mod unwind;

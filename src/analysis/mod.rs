@@ -316,6 +316,8 @@ pub struct Call {
     pub flags: CallFlags,
     /// Whether the call is in the statistics (not left out for its flags).
     pub used: bool,
+    /// The probed call this one ran in, if any: its probe and entry time.
+    pub parent: Option<(u32, u64)>,
 }
 
 /// Analyzes a trace: pairs every thread's entries and returns, and reports

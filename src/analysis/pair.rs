@@ -375,6 +375,7 @@ impl Thread {
                 descendants: frame.descendants,
                 flags,
                 used: cfg.discard_reason(flags).is_none(),
+                parent: self.frames.last().map(|f| (f.probe, f.start)),
             });
         }
     }

@@ -11,7 +11,7 @@ use super::report::analyze_file;
 use super::FlamegraphArgs;
 use crate::analysis::{self, Analysis, AnalysisOptions};
 use crate::callchain::{self, Chains};
-use crate::report::flame::{self, CallerSums, Root};
+use crate::report::flame::{self, CallerTree, Root};
 use crate::report::ReportError;
 use crate::report::{counter_index, format_value};
 use crate::trace::TraceReader;
@@ -113,17 +113,14 @@ fn with_callers(
             })?,
         None => 0,
     };
-    let mut sums = CallerSums::new();
+    let mut tree = CallerTree::default();
     let analysis = analysis::analyze_calls(reader, opts, |call| {
-        if !call.used {
-            return;
-        }
         let chain = chains.callers(call.tid, call.start).map(|(id, _)| id);
-        let tid = args.per_thread.then_some(call.tid);
-        *sums.entry((tid, chain, call.probe)).or_default() += i128::from(call.self_[counter]);
+        let value = call.used.then(|| i128::from(call.self_[counter]));
+        tree.push(call, chain, value);
     })
     .with_context(|| format!("failed to analyze {}", args.input.display()))?;
-    let folded = flame::folded_with_callers(&analysis, &sums, chains);
+    let folded = tree.folded(&analysis, chains, args.per_thread);
     Ok((analysis, counter, folded))
 }
 

@@ -184,6 +184,8 @@ struct Events {
     leaders: Vec<(u16, RawFd)>,
     decoder: Decoder,
     tally: Tally,
+    /// (pid, cpu) whose first group reports mappings (`--callchain`).
+    mapped: BTreeSet<(i32, usize)>,
 }
 
 /// What went into the trace, per CPU.
@@ -277,6 +279,9 @@ pub fn record<W: Write>(
             let pidfd = sys::pidfd_open(*pid).map_err(|_| ProbeError::NoSuchProcess(*pid))?;
             let mut events = Events::new();
             attach_all_threads(opts, &mut events, &placed, &cpus, *pid)?;
+            if opts.callchain != Callchain::None {
+                write_mappings(writer, [*pid])?;
+            }
             run(
                 opts,
                 &mut events,
@@ -298,6 +303,9 @@ pub fn record<W: Write>(
                 .transpose()?;
             let mut events = Events::new();
             events.open_for(opts, &placed, &cpus, SYSTEM_WIDE, Start::Now)?;
+            if opts.callchain != Callchain::None {
+                write_mappings(writer, running_pids())?;
+            }
             let (watched, pidfd) = match (child, command) {
                 (Some(mut child), Some(argv)) => {
                     child.release().map_err(|cause| ProbeError::Spawn {
@@ -316,6 +324,42 @@ pub fn record<W: Write>(
     };
     drop(probes);
     result
+}
+
+/// Writes the file mappings the processes `pids` have now, as `Mmap`
+/// events: the kernel reports only mappings made after the events were
+/// opened. A process that is gone meanwhile is skipped.
+fn write_mappings<W: Write>(
+    writer: &mut TraceWriter<W>,
+    pids: impl IntoIterator<Item = i32>,
+) -> Result<(), ProbeError> {
+    let time = sys::monotonic_ns();
+    for pid in pids {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        for m in crate::unwind::parse_proc_maps(&text) {
+            writer.push_event(&Event::Mmap {
+                time,
+                pid: pid as u32,
+                tid: pid as u32,
+                start: m.start,
+                len: m.end - m.start,
+                pgoff: m.pgoff,
+                path: m.path.to_string_lossy().into_owned(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Every process running now.
+fn running_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// The pid of a system-wide event: every task on its CPU.
@@ -434,6 +478,7 @@ impl Events {
             leaders: Vec::new(),
             decoder: Decoder::default(),
             tally: Tally::default(),
+            mapped: BTreeSet::new(),
         }
     }
 
@@ -485,7 +530,15 @@ impl Events {
         if key.is_some() {
             leader.sample(SampleFlag::RAW);
         }
-        let extra = match opts.callchain {
+        // Chains are taken at function entries only: at a kernel event the
+        // user registers are those of the system call's wrapper, whose
+        // caller a frame-pointer walk would skip. Kernel probes get the
+        // chain of the probed function around them.
+        let chain = match target.place {
+            Place::Uprobe { .. } => opts.callchain,
+            _ => Callchain::None,
+        };
+        let extra = match chain {
             Callchain::None => Extra::None,
             Callchain::FramePointer => {
                 leader
@@ -501,8 +554,10 @@ impl Events {
                 Extra::UserStack
             }
         };
-        if opts.callchain != Callchain::None && ring.is_none() {
-            // Where the binaries are mapped, to resolve the chains.
+        if opts.callchain != Callchain::None && self.mapped.insert((pid, cpu)) {
+            // Where the binaries are mapped, to resolve the chains: the
+            // first group of each observed task (or of the whole CPU) on
+            // each CPU reports its task's new mappings.
             leader.mmap(true).mmap2(true);
         }
 

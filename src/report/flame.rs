@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use perfunc_flamegraph::{Folded, SvgOptions, Tooltip};
 
 use super::human::format_value;
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, Call};
 use crate::callchain::Chains;
 use crate::events::Unit;
 
@@ -48,26 +48,104 @@ pub fn folded(analysis: &Analysis, counter: usize, root: Root) -> Folded {
     folded
 }
 
-/// Self cost per thread (with a per-thread tree), caller chain (an id of
-/// [`Chains`]) and probe: what [`folded_with_callers`] draws.
-pub type CallerSums = HashMap<(Option<u32>, Option<u32>, u32), i128>;
+/// Every call of a trace with its caller chain, to stack the calls under
+/// their callers ([`CallerTree::folded`]).
+#[derive(Debug, Default)]
+pub struct CallerTree {
+    calls: Vec<CallerRec>,
+    /// (tid, entry time) to an index into `calls`.
+    index: HashMap<(u32, u64), usize>,
+}
 
-/// As [`folded`], with the callers each call's chain recorded above each
-/// probed function, probed or not: `process;[tid N;]caller;...;function`.
-/// Calls without a chain sit directly on the process (or thread) frame.
-pub fn folded_with_callers(analysis: &Analysis, sums: &CallerSums, chains: &Chains) -> Folded {
-    let process = process_name(&analysis.trace.command);
-    let mut folded = Folded::new();
-    for (&(tid, chain, probe), &value) in sums {
-        let mut frames = vec![process.clone()];
-        frames.extend(tid.map(|t| format!("tid {t}")));
-        if let Some(id) = chain {
-            frames.extend(chains.stack(id).iter().cloned());
-        }
-        frames.push(function_name(analysis, probe));
-        folded.add(&frames, value);
+#[derive(Debug)]
+struct CallerRec {
+    tid: u32,
+    probe: u32,
+    chain: Option<u32>,
+    parent: Option<u64>,
+    /// The self cost drawn (0 for calls left out of the statistics).
+    value: i128,
+}
+
+impl CallerTree {
+    /// Adds a call: its chain (an id of [`Chains`]), and the self cost to
+    /// draw (`None` for a call left out of the statistics, which still
+    /// places the calls made inside it).
+    pub fn push(&mut self, call: &Call, chain: Option<u32>, value: Option<i128>) {
+        self.index.insert((call.tid, call.start), self.calls.len());
+        self.calls.push(CallerRec {
+            tid: call.tid,
+            probe: call.probe,
+            chain,
+            parent: call.parent.map(|(_, start)| start),
+            value: value.unwrap_or(0),
+        });
     }
-    folded
+
+    /// The folded stacks: each call's self cost at `process;[tid N;]
+    /// callers;function`. The callers are the call's chain; a call without
+    /// one (a kernel probe) takes those of the probed call it ran in, and
+    /// that call; one without either sits on the process (or thread)
+    /// frame.
+    pub fn folded(&self, analysis: &Analysis, chains: &Chains, per_thread: bool) -> Folded {
+        let mut derived: HashMap<usize, Vec<String>> = HashMap::new();
+        let mut sums: HashMap<(Option<u32>, Vec<String>, u32), i128> = HashMap::new();
+        let mut by_chain: HashMap<(Option<u32>, Option<u32>, u32), i128> = HashMap::new();
+        for (i, c) in self.calls.iter().enumerate() {
+            let tid = per_thread.then_some(c.tid);
+            if c.chain.is_some() || c.parent.is_none() {
+                *by_chain.entry((tid, c.chain, c.probe)).or_default() += c.value;
+            } else {
+                let callers = self.callers(i, analysis, chains, &mut derived);
+                *sums.entry((tid, callers, c.probe)).or_default() += c.value;
+            }
+        }
+        let process = process_name(&analysis.trace.command);
+        let mut folded = Folded::new();
+        let mut add = |tid: Option<u32>, callers: &[String], probe: u32, value: i128| {
+            let mut frames = vec![process.clone()];
+            frames.extend(tid.map(|t| format!("tid {t}")));
+            frames.extend(callers.iter().cloned());
+            frames.push(function_name(analysis, probe));
+            folded.add(&frames, value);
+        };
+        for ((tid, chain, probe), value) in by_chain {
+            add(
+                tid,
+                chain.map_or(&[][..], |id| chains.stack(id)),
+                probe,
+                value,
+            );
+        }
+        for ((tid, callers, probe), value) in sums {
+            add(tid, &callers, probe, value);
+        }
+        folded
+    }
+
+    /// The callers of call `i`, outermost first.
+    fn callers(
+        &self,
+        i: usize,
+        analysis: &Analysis,
+        chains: &Chains,
+        memo: &mut HashMap<usize, Vec<String>>,
+    ) -> Vec<String> {
+        let c = &self.calls[i];
+        if let Some(id) = c.chain {
+            return chains.stack(id).to_vec();
+        }
+        let Some(&parent) = c.parent.and_then(|start| self.index.get(&(c.tid, start))) else {
+            return Vec::new();
+        };
+        if let Some(hit) = memo.get(&parent) {
+            return hit.clone();
+        }
+        let mut callers = self.callers(parent, analysis, chains, memo);
+        callers.push(function_name(analysis, self.calls[parent].probe));
+        memo.insert(parent, callers.clone());
+        callers
+    }
 }
 
 /// Title, subtitle, unit and per-function tooltips for a flamegraph of

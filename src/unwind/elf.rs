@@ -77,6 +77,8 @@ pub(crate) struct Rules {
     pub(crate) bp: Option<RegisterRule<usize>>,
     /// The FDE describes a signal trampoline (`S` augmentation).
     pub(crate) signal_frame: bool,
+    /// Which of the file's tables the rules come from.
+    pub(crate) table: u8,
 }
 
 /// Why no rules came out of a lookup.
@@ -88,14 +90,21 @@ pub(crate) enum LookupError {
     Malformed,
 }
 
-/// The parsed call frame information of one ELF file.
+/// One CFI section with its FDE index.
 #[derive(Debug)]
-pub(crate) struct ElfCfi {
-    segments: Vec<LoadSegment>,
+struct Table {
     kind: Kind,
     section: Vec<u8>,
     bases: BaseAddresses,
     index: Index,
+}
+
+/// The parsed call frame information of one ELF file.
+#[derive(Debug)]
+pub(crate) struct ElfCfi {
+    segments: Vec<LoadSegment>,
+    /// `.eh_frame`, then `.debug_frame`, those that have an FDE.
+    tables: Vec<Table>,
 }
 
 impl ElfCfi {
@@ -123,19 +132,16 @@ impl ElfCfi {
                 }
             })
             .collect();
-        let (kind, (section, bases, index)) = eh_frame(&file)
-            .map(|cfi| (Kind::EhFrame, cfi))
-            .or_else(|| debug_frame(&file).map(|cfi| (Kind::DebugFrame, cfi)))
-            .ok_or_else(|| UnwindError::NoCfi {
+        let tables: Vec<Table> = [eh_frame(&file), debug_frame(&file)]
+            .into_iter()
+            .flatten()
+            .collect();
+        if tables.is_empty() {
+            return Err(UnwindError::NoCfi {
                 path: path.to_path_buf(),
-            })?;
-        Ok(Self {
-            segments,
-            kind,
-            section,
-            bases,
-            index,
-        })
+            });
+        }
+        Ok(Self { segments, tables })
     }
 
     /// The ELF virtual address of runtime address `addr` of `map` (a
@@ -144,16 +150,62 @@ impl ElfCfi {
         elf_vaddr(map, &self.segments, addr)
     }
 
-    /// The rules of the row covering the ELF virtual address `vaddr`.
+    /// The rules of the row covering the ELF virtual address `vaddr`, from
+    /// `.eh_frame` or else `.debug_frame`.
     pub(crate) fn rules(
         &self,
         ctx: &mut UnwindContext<usize>,
         vaddr: u64,
     ) -> Result<Rules, LookupError> {
+        let mut result = Err(LookupError::NoCfi);
+        for (table, index) in self.tables.iter().zip(0..) {
+            result = table.rules(ctx, vaddr).map(|rules| Rules {
+                table: index,
+                ..rules
+            });
+            if !matches!(result, Err(LookupError::NoCfi)) {
+                break;
+            }
+        }
+        result
+    }
+
+    /// The expression `expr` of `rules` (from [`ElfCfi::rules`]).
+    pub(crate) fn expression(
+        &self,
+        rules: &Rules,
+        expr: &UnwindExpression<usize>,
+    ) -> Option<gimli::Expression<Reader<'_>>> {
+        let table = self.tables.get(usize::from(rules.table))?;
+        match table.kind {
+            Kind::EhFrame => expr.get(&table.eh_frame()).ok(),
+            Kind::DebugFrame => expr.get(&debug_frame_section(&table.section)).ok(),
+        }
+    }
+}
+
+impl Table {
+    /// Whether the index holds at least one FDE (a usable `.eh_frame_hdr`
+    /// table has one).
+    fn has_fde(&self) -> bool {
+        match &self.index {
+            Index::Sorted(ranges) => !ranges.is_empty(),
+            Index::EhFrameHdr(_) => true,
+        }
+    }
+
+    /// The rules of the row covering `vaddr`.
+    fn rules(&self, ctx: &mut UnwindContext<usize>, vaddr: u64) -> Result<Rules, LookupError> {
         let offset = self.fde_offset(vaddr)?;
         match self.kind {
             Kind::EhFrame => row_rules(&self.eh_frame(), &self.bases, ctx, offset, vaddr),
-            Kind::DebugFrame => row_rules(&self.debug_frame_section(), &self.bases, ctx, offset, vaddr),
+            Kind::DebugFrame => row_rules(
+                &debug_frame_section(&self.section),
+                &self.bases,
+                ctx,
+                offset,
+                vaddr,
+            ),
         }
     }
 
@@ -185,32 +237,13 @@ impl ElfCfi {
         }
     }
 
-    /// The expression `expr` of a rule returned by [`ElfCfi::rules`].
-    pub(crate) fn expression(
-        &self,
-        expr: &UnwindExpression<usize>,
-    ) -> Option<gimli::Expression<Reader<'_>>> {
-        match self.kind {
-            Kind::EhFrame => expr.get(&self.eh_frame()).ok(),
-            Kind::DebugFrame => expr.get(&self.debug_frame_section()).ok(),
-        }
-    }
-
     fn eh_frame(&self) -> EhFrame<Reader<'_>> {
         EhFrame::new(&self.section, LittleEndian)
     }
-
-    fn debug_frame_section(&self) -> DebugFrame<Reader<'_>> {
-        debug_frame_section(&self.section)
-    }
 }
 
-/// A section's bytes, the base addresses its pointers are relative to, and
-/// its FDE index.
-type Cfi = (Vec<u8>, BaseAddresses, Index);
-
 /// The CFI of `.eh_frame`, if it has any FDE.
-fn eh_frame(file: &object::File) -> Option<Cfi> {
+fn eh_frame(file: &object::File) -> Option<Table> {
     let (section, addr) = section_bytes(file, ".eh_frame")?;
     let mut bases = BaseAddresses::default().set_eh_frame(addr);
     if let Some(text) = file.section_by_name(".text") {
@@ -222,20 +255,35 @@ fn eh_frame(file: &object::File) -> Option<Cfi> {
     let hdr = section_bytes(file, ".eh_frame_hdr")
         .map(|(hdr, hdr_addr)| (hdr, bases.clone().set_eh_frame_hdr(hdr_addr)))
         .filter(|(hdr, bases)| hdr_table_is_usable(hdr, bases));
-    if let Some((hdr, bases)) = hdr {
-        return Some((section, bases, Index::EhFrameHdr(hdr)));
-    }
-    let ranges = fde_ranges(&EhFrame::new(&section, LittleEndian), &bases);
-    (!ranges.is_empty()).then(|| (section, bases, Index::Sorted(ranges)))
+    let (bases, index) = match hdr {
+        Some((hdr, bases)) => (bases, Index::EhFrameHdr(hdr)),
+        None => {
+            let ranges = fde_ranges(&EhFrame::new(&section, LittleEndian), &bases);
+            (bases, Index::Sorted(ranges))
+        }
+    };
+    Some(Table {
+        kind: Kind::EhFrame,
+        section,
+        bases,
+        index,
+    })
+    .filter(Table::has_fde)
 }
 
-/// The CFI of `.debug_frame` (for files built without unwind tables), if
+/// The CFI of `.debug_frame` (for code built without unwind tables), if
 /// it has any FDE.
-fn debug_frame(file: &object::File) -> Option<Cfi> {
+fn debug_frame(file: &object::File) -> Option<Table> {
     let (section, _) = section_bytes(file, ".debug_frame")?;
     let bases = BaseAddresses::default();
     let ranges = fde_ranges(&debug_frame_section(&section), &bases);
-    (!ranges.is_empty()).then(|| (section, bases, Index::Sorted(ranges)))
+    Some(Table {
+        kind: Kind::DebugFrame,
+        section,
+        bases,
+        index: Index::Sorted(ranges),
+    })
+    .filter(Table::has_fde)
 }
 
 /// `.debug_frame` of an x86-64 file.
@@ -260,8 +308,7 @@ fn hdr_table_is_usable(hdr: &[u8], bases: &BaseAddresses) -> bool {
     let Some(table) = parsed.table() else {
         return false;
     };
-    matches!(table.iter(bases).next(), Ok(Some(_)))
-        && table.lookup(0, bases).is_ok()
+    matches!(table.iter(bases).next(), Ok(Some(_))) && table.lookup(0, bases).is_ok()
 }
 
 /// The ranges of every FDE of `section` that parses, sorted by start.
@@ -317,6 +364,7 @@ where
         ra: row.register(RIP),
         bp: row.register(RBP),
         signal_frame: fde.is_signal_trampoline(),
+        table: 0,
     })
 }
 
@@ -345,12 +393,17 @@ mod tests {
     #[test]
     fn converts_pie_addresses() {
         // gcc -pie: text at offset 0x1000, vaddr 0x1000, mapped at a random base.
-        let segments = [seg(0, 0, 0x628), seg(0x1000, 0x1000, 0x1c5), seg(0x2db8, 0x3db8, 0x260)];
+        let segments = [
+            seg(0, 0, 0x628),
+            seg(0x1000, 0x1000, 0x2e9),
+            seg(0x2db8, 0x3db8, 0x260),
+        ];
         let text = map(0x55b1_46ee_5000, 0x55b1_46ee_6000, 0x1000);
         assert_eq!(elf_vaddr(&text, &segments, 0x55b1_46ee_5290), Some(0x1290));
         let data = map(0x55b1_46ee_8000, 0x55b1_46ee_9000, 0x2000);
         assert_eq!(elf_vaddr(&data, &segments, 0x55b1_46ee_8e00), Some(0x3e00));
-        assert_eq!(elf_vaddr(&text, &segments, 0x55b1_46ee_51c5 + 0x100), None);
+        // Past the end of the text segment's file bytes: no segment.
+        assert_eq!(elf_vaddr(&text, &segments, 0x55b1_46ee_5400), None);
     }
 
     #[test]

@@ -196,6 +196,9 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
                 map(0x5800, 0x8000, 0, "/over"),
             ]
         );
-        assert_eq!(space.find(0x3010).map(|m| m.file_offset(0x3010)), Some(0x12010));
+        assert_eq!(
+            space.find(0x3010).map(|m| m.file_offset(0x3010)),
+            Some(0x12010)
+        );
     }
 }

@@ -3,11 +3,24 @@
 
 use std::path::Path;
 
-use crate::common::{chains, probes_available, run_expect, Chains};
+use crate::common::{chains, probes_available, run_expect, rust_fixture_debug, workloads, Chains};
 
 /// Records `cc_probed` (or `LIB:cc_probed`) of `bin` with `mode` and
 /// returns the folded stacks of the flamegraph.
 fn folded(dir: &Path, bin: &Path, function: &str, mode: &str, extra: &[&str]) -> String {
+    folded_of(dir, bin, &["-f", function], mode, extra, &["50"])
+}
+
+/// Records `probes` of `bin ARGS` with `--callchain mode` and returns the
+/// folded stacks (`flamegraph` with `extra`).
+fn folded_of(
+    dir: &Path,
+    bin: &Path,
+    probes: &[&str],
+    mode: &str,
+    extra: &[&str],
+    bin_args: &[&str],
+) -> String {
     let trace = dir.join("c.perfunc");
     let folded = dir.join("c.folded");
     let mut args = vec![
@@ -19,24 +32,22 @@ fn folded(dir: &Path, bin: &Path, function: &str, mode: &str, extra: &[&str]) ->
         "task-clock",
         "--callchain",
         mode,
-        "-f",
-        function,
         "-o",
         trace.to_str().unwrap(),
     ];
-    args.extend(extra);
-    args.extend(["--", bin.to_str().unwrap(), "50"]);
+    args.extend(probes);
+    args.extend(["--", bin.to_str().unwrap()]);
+    args.extend(bin_args);
     run_expect(&args, 0);
-    run_expect(
-        &[
-            "flamegraph",
-            "-i",
-            trace.to_str().unwrap(),
-            "--folded",
-            folded.to_str().unwrap(),
-        ],
-        0,
-    );
+    let mut graph = vec![
+        "flamegraph",
+        "-i",
+        trace.to_str().unwrap(),
+        "--folded",
+        folded.to_str().unwrap(),
+    ];
+    graph.extend(extra);
+    run_expect(&graph, 0);
     std::fs::read_to_string(folded).unwrap()
 }
 
@@ -162,5 +173,122 @@ fn report_lines_name_the_source() {
     assert!(
         source.ends_with("tests/fixtures/chains_lib.c:9"),
         "{source}"
+    );
+}
+
+/// Stack copies unwound with the binaries' CFI: exact without frame
+/// pointers too, through a PIE, fixed addresses and a shared library, down
+/// to the program's entry point.
+#[test]
+fn dwarf_chains_are_exact_with_or_without_frame_pointers() {
+    if !probes_available() {
+        return;
+    }
+    for variant in [
+        Chains::NoFramePointers,
+        Chains::FramePointers,
+        Chains::NoPie,
+        Chains::Shared,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let function = if variant == Chains::Shared {
+            "libchain.so:cc_probed"
+        } else {
+            "cc_probed"
+        };
+        let text = folded(dir.path(), &chains(variant), function, "dwarf", &[]);
+        assert_eq!(from_main(&text), EXPECTED, "{variant:?}: {text}");
+        let (stack, _) = text.trim_end().rsplit_once(' ').unwrap();
+        assert!(
+            stack.split(';').nth(1) == Some("_start"),
+            "{variant:?}: {text}"
+        );
+        assert!(!text.contains(perfunc::callchain::CUT_FRAME), "{text}");
+    }
+}
+
+#[test]
+fn dwarf_and_frame_pointer_chains_agree() {
+    if !probes_available() {
+        return;
+    }
+    let bin = chains(Chains::FramePointers);
+    let fp = folded(
+        tempfile::tempdir().unwrap().path(),
+        &bin,
+        "cc_probed",
+        "fp",
+        &[],
+    );
+    let dwarf = folded(
+        tempfile::tempdir().unwrap().path(),
+        &bin,
+        "cc_probed",
+        "dwarf",
+        &[],
+    );
+    // The kernel's walk stops at libc's frameless entry code; CFI goes on
+    // to _start. From main inwards they agree.
+    assert_eq!(
+        from_main(&fp),
+        from_main(&dwarf),
+        "fp: {fp}\ndwarf: {dwarf}"
+    );
+}
+
+#[test]
+fn inlined_rust_functions_are_frames_with_inline() {
+    if !probes_available() {
+        return;
+    }
+    let bin = rust_fixture_debug();
+    let probe = ["-f", "rust_fixture::shapes::area"];
+    let dir = tempfile::tempdir().unwrap();
+    let inline = folded_of(dir.path(), bin, &probe, "fp", &["--inline"], &["20"]);
+    assert!(
+        inline.contains(
+            "rust_fixture::main;rust_fixture::shapes::doubled_area;rust_fixture::shapes::area "
+        ),
+        "{inline}"
+    );
+    let plain = folded_of(dir.path(), bin, &probe, "fp", &[], &["20"]);
+    assert!(
+        plain.contains("rust_fixture::main;rust_fixture::shapes::area "),
+        "{plain}"
+    );
+}
+
+/// A system call has no chain of its own: it sits under the chain of the
+/// probed function it ran in.
+#[test]
+fn kernel_probes_sit_under_their_probed_caller() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let probes = [
+        "-f",
+        "pf_read16",
+        "-k",
+        "syscall:pread64",
+        "-e",
+        "page-faults",
+    ];
+    let extra = ["--counter", "page-faults"];
+    let text = folded_of(
+        dir.path(),
+        workloads(),
+        &probes,
+        "fp",
+        &extra,
+        &["pread", "10"],
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("pf_read16;syscall:pread64 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.ends_with(";main;pf_read16;syscall:pread64 160"),
+        "{line}"
     );
 }

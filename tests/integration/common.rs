@@ -271,3 +271,28 @@ pub fn chains(variant: Chains) -> PathBuf {
         })
         .clone()
 }
+
+/// The Rust fixture built with debug info and frame pointers, for call
+/// chains through inlined functions.
+pub fn rust_fixture_debug() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let flags = [
+            "-O",
+            "-g",
+            "-C",
+            "force-frame-pointers=yes",
+            "--edition",
+            "2021",
+            "--crate-name",
+            "rust_fixture",
+        ];
+        build(
+            "RUSTC",
+            "rustc",
+            &flags,
+            "rust_fixture.rs",
+            "rust_fixture_debug",
+        )
+    })
+}
