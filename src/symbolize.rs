@@ -49,7 +49,7 @@ struct Object {
 #[derive(Default)]
 pub struct Symbolizer {
     objects: HashMap<PathBuf, Option<Object>>,
-    cache: HashMap<(PathBuf, u64, bool), Resolved>,
+    cache: HashMap<(PathBuf, u64, bool, bool), Resolved>,
 }
 
 impl Symbolizer {
@@ -72,7 +72,7 @@ impl Symbolizer {
         inline: bool,
     ) -> Resolved {
         let file_offset = addr.wrapping_sub(start).wrapping_add(pgoff);
-        let key = (path.to_owned(), file_offset, inline);
+        let key = (path.to_owned(), file_offset, caller, inline);
         if let Some(hit) = self.cache.get(&key) {
             return hit.clone();
         }
@@ -84,7 +84,7 @@ impl Symbolizer {
             .as_ref()
             .and_then(|o| {
                 let vaddr = o.vaddr(file_offset)?;
-                lookup(o, vaddr - u64::from(caller), inline)
+                lookup(o, vaddr.checked_sub(u64::from(caller))?, inline)
             })
             .unwrap_or_else(|| Resolved {
                 frames: vec![Frame {
@@ -139,7 +139,7 @@ impl Object {
     fn vaddr(&self, file_offset: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|&&(off, size, _)| file_offset >= off && file_offset < off + size)
+            .find(|&&(off, size, _)| file_offset >= off && file_offset - off < size)
             .map(|&(off, _, vaddr)| file_offset - off + vaddr)
     }
 }

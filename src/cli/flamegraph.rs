@@ -57,9 +57,9 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .collect();
     eprintln!(
-        "perfunc: wrote {} ({} call paths, {} {} in all)",
+        "perfunc: wrote {} ({} stacks, {} {} in all)",
         written.join(" and "),
-        analysis.tree.len(),
+        folded.stacks().count(),
         format_value(folded.total() as f64, spec.unit),
         spec.name,
     );

@@ -47,6 +47,7 @@ pub fn resolve(specs: &[String]) -> anyhow::Result<Vec<KernelSite>> {
         return Ok(Vec::new());
     }
     let tracefs = Tracefs::find_or_mount()?;
+    readable(&tracefs)?;
     let mut sites = Vec::new();
     let mut symbols: Option<Vec<KernelSymbol>> = None;
     for text in specs {
@@ -74,6 +75,20 @@ pub fn resolve(specs: &[String]) -> anyhow::Result<Vec<KernelSite>> {
         }
     }
     Ok(sites)
+}
+
+/// Fails with a permission error when tracefs cannot be read, which would
+/// otherwise look like a kernel without the tracepoints.
+fn readable(tracefs: &Tracefs) -> anyhow::Result<()> {
+    let events = tracefs.root().join("events");
+    match std::fs::read_dir(&events) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot read {}: permission denied; kernel probes need root \
+             (tracefs is readable by root only), see docs/permissions.md",
+            events.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn syscall(tracefs: &Tracefs, name: &str, spec: &KernelProbe) -> anyhow::Result<KernelSite> {
@@ -224,6 +239,7 @@ pub fn list(
     let set = glob_set(patterns)?;
     if syscalls || tracepoints {
         let tracefs = Tracefs::find_or_mount()?;
+        readable(&tracefs)?;
         let names: Vec<String> = if syscalls {
             syscall_names(&tracefs)
         } else {

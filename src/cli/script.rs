@@ -81,7 +81,8 @@ fn write_sample<W: Write>(header: &TraceHeader, s: &SampleRef<'_>, out: &mut W) 
         .get(s.probe() as usize)
         .and_then(|p| p.key.as_deref())
     {
-        write!(out, " {key}={}", s.key())?;
+        // Stored sign-extended: shown as a signed number.
+        write!(out, " {key}={}", s.key() as i64)?;
     }
     for (counter, value) in header.counters.iter().zip(s.values()) {
         write!(out, " {}={value}", counter.name)?;
@@ -134,7 +135,7 @@ fn write_event<W: Write>(e: &Event, out: &mut W) -> io::Result<()> {
             out,
             "{} {pid}/{tid} MMAP {start:#x}-{:#x} @{pgoff:#x} {path}",
             time(*t),
-            start + len
+            start.saturating_add(*len)
         ),
         Event::Callchain {
             time: t,

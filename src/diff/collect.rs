@@ -44,7 +44,7 @@ pub(super) fn collect<R: Read>(
             columns: vec![Vec::new(); ncounters],
         });
         r.seen += 1;
-        let slot = if r.columns[0].len() < limit {
+        let slot = if r.seen <= limit as u64 {
             None
         } else {
             let j = rng.next_u64() % r.seen;

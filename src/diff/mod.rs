@@ -27,8 +27,8 @@
 //!   that among the differences called significant the expected share of
 //!   false ones is at most `alpha`, however many functions are compared.
 //! - **Verdict**: [`Verdict::Inconclusive`] when either run has fewer
-//!   calls than the test needs to reach `alpha` at all
-//!   ([`stats::min_calls`]); [`Verdict::Regressed`] / [`Verdict::Improved`]
+//!   calls than [`stats::min_calls`]`(alpha)`, the fewest with which two
+//!   runs of equal size can reach `alpha` at all; [`Verdict::Regressed`] / [`Verdict::Improved`]
 //!   when `q < alpha` and the change is at least the threshold up / down
 //!   (with an undefined change: when `q < alpha`, by the direction of the
 //!   medians); [`Verdict::Unchanged`] otherwise.
@@ -280,20 +280,13 @@ pub fn compare(base: &Run, new: &Run, opts: &DiffOptions) -> Result<Diff, DiffEr
     let pairs = shared_counters(base, new, opts)?;
     let min_calls = stats::min_calls(opts.alpha) as u64;
     let mut functions = Vec::new();
-    let mut tests = Vec::new();
     let names: BTreeMap<&str, (Option<u32>, Option<u32>)> = names(base, new);
     for (&name, &(b, n)) in &names {
         let (Some(b), Some(n)) = (b, n) else { continue };
         let (base_calls, new_calls) = (base.used(b), new.used(n));
         let counters = pairs
             .iter()
-            .map(|&(bi, ni)| {
-                let c = compare_counter(base, new, (b, bi), (n, ni), min_calls);
-                if c.verdict != Verdict::Inconclusive {
-                    tests.push((functions.len(), c.name.clone()));
-                }
-                c
-            })
+            .map(|&(bi, ni)| compare_counter(base, new, (b, bi), (n, ni), min_calls))
             .collect();
         functions.push(FunctionDiff {
             name: name.to_owned(),

@@ -301,7 +301,7 @@ fn median_index(len: usize) -> usize {
 /// `round(B · (1 − level)/2)` and its mirror `B − 1 −` that). A resample
 /// whose base median is 0 gives a change of ±∞ (0 if the new median is
 /// also 0), so a bound can be infinite: the data cannot bound the ratio
-/// and the caller should call the change inconclusive.
+/// (perfunc's diff then reports the interval as absent).
 ///
 /// The resamples are drawn without building them: see [`resample_median`].
 /// The random numbers come from xoshiro256** seeded through splitmix64

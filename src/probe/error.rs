@@ -34,8 +34,12 @@ pub enum ProbeError {
         /// The cause.
         cause: io::Error,
     },
-    /// Removing a probe from uprobe_events failed.
-    #[error("failed to remove uprobe `{line}`: {cause}")]
+    /// Removing a probe from uprobe_events or kprobe_events failed.
+    #[error(
+        "failed to remove probe `{line}`: {cause}; the next perfunc removes the \
+         probes of perfunc processes that are gone, or remove it by hand by writing \
+         that line to /sys/kernel/tracing/uprobe_events (kprobe_events for a kprobe)"
+    )]
     RemoveUprobe {
         /// The removal line.
         line: String,
@@ -57,7 +61,8 @@ pub enum ProbeError {
     },
     /// A probe event could not be opened.
     #[error(
-        "failed to open the probe on {function} (pid {pid}, cpu {cpu}): {cause}{}",
+        "failed to open the probe on {function} ({}, cpu {cpu}): {cause}{}",
+        observed(*pid),
         privilege_hint(cause)
     )]
     OpenProbe {
@@ -98,9 +103,9 @@ pub enum ProbeError {
     },
     /// Kernel functions were asked for on a kernel without kprobes.
     #[error(
-        "cannot probe the kernel function {function}: this kernel has no kprobes \
-         (CONFIG_KPROBES and CONFIG_KPROBE_EVENTS are off: tracefs has no kprobe_events \
-         and there is no kprobe PMU); system calls and tracepoints work without them: \
+        "cannot probe the kernel function {function}: tracefs has no kprobe_events \
+         (the kernel is built without kprobes, CONFIG_KPROBES and CONFIG_KPROBE_EVENTS); \
+         system calls and tracepoints work without them: \
          -k syscall:NAME, or -k tp:SUBSYSTEM:BEGIN/END for a begin/end tracepoint pair \
          (perfunc list --kernel --tracepoints)"
     )]
@@ -124,6 +129,15 @@ pub enum ProbeError {
     /// Writing the trace failed.
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),
+}
+
+/// Who a probe event observes: a task, or every task (`-a`).
+fn observed(pid: i32) -> String {
+    if pid < 0 {
+        "system-wide".to_owned()
+    } else {
+        format!("pid {pid}")
+    }
 }
 
 fn privilege_hint(err: &io::Error) -> &'static str {

@@ -3,9 +3,11 @@
 //!
 //! The layout is fixed by the attributes perfunc opens its events with
 //! (see `session.rs`): samples carry `IDENTIFIER | TID | TIME | CPU | READ`
-//! with a group read of `TOTAL_TIME_ENABLED | TOTAL_TIME_RUNNING`, and every
-//! other record carries the `sample_id_all` trailer `TID | TIME | CPU |
-//! IDENTIFIER`. The events of a tracepoint pair matched by a key field
+//! with a group read of `TOTAL_TIME_ENABLED | TOTAL_TIME_RUNNING`, then,
+//! per event, `CALLCHAIN` (`--callchain fp`) or `REGS_USER | STACK_USER`
+//! (`--callchain dwarf`) on entry events; every other record (lost, fork,
+//! exit, comm, `MMAP2`) carries the `sample_id_all` trailer `TID | TIME |
+//! CPU | IDENTIFIER`. The events of a tracepoint pair matched by a key field
 //! also carry `RAW` (after the group read), from which the key is read.
 
 use std::collections::HashMap;
@@ -213,23 +215,24 @@ impl Decoder {
         let (probe, kind, extra) = (event.probe, event.kind, event.extra);
         // After the group read: CALLCHAIN, RAW, REGS_USER, STACK_USER, each
         // when sampled.
-        let mut at = 56 + 8 * nr;
+        let mut at = nr.checked_mul(8)?.checked_add(56)?;
         let mut ips = Vec::new();
         if extra == Extra::Callchain {
             let n = u64_at(body, at)? as usize;
-            for i in 0..n {
-                let ip = u64_at(body, at + 8 + 8 * i)?;
-                if ip < PERF_CONTEXT_MAX {
-                    ips.push(ip);
-                }
-            }
-            at += 8 + 8 * n;
+            let ips_bytes = body.get(at + 8..at.checked_add(n.checked_mul(8)?)?.checked_add(8)?)?;
+            ips.extend(
+                ips_bytes
+                    .chunks_exact(8)
+                    .filter_map(|w| u64_at(w, 0))
+                    .filter(|&ip| ip < PERF_CONTEXT_MAX),
+            );
+            at += 8 + ips_bytes.len();
         }
         let key = match &event.key {
             None => 0,
             Some(field) => {
                 let size = u32_at(body, at)? as usize;
-                let raw = body.get(at + 4..at + 4 + size)?;
+                let raw = body.get(at + 4..(at + 4).checked_add(size)?)?;
                 at += 4 + size;
                 field.read(raw)? as u64
             }
@@ -279,8 +282,8 @@ fn user_stack(body: &[u8], mut at: usize, (time, pid, tid): (u64, u32, u32)) -> 
         u64_at(body, at + 16)?,
     );
     at += 24;
-    let size = u64_at(body, at)? as usize;
-    let data = body.get(at + 8..at + 8 + size)?;
+    let size = usize::try_from(u64_at(body, at)?).ok()?;
+    let data = body.get(at + 8..(at + 8).checked_add(size)?)?;
     // The bytes the kernel really copied (the rest of `size` is zeros).
     let dyn_size = if size == 0 {
         0

@@ -1,9 +1,10 @@
-//! tracefs: finding or mounting it, and the uprobe events perfunc places in
-//! `uprobe_events`.
+//! tracefs: finding or mounting it, the uprobes and kprobes perfunc places
+//! in `uprobe_events` and `kprobe_events`, and the static tracepoints it
+//! opens by id.
 //!
 //! Every probe perfunc writes lives in a group named `perfunc_<PID>` (the PID
 //! of the perfunc process), so parallel recordings never collide and a
-//! recording only ever removes its own probes. [`UprobeSet`] removes its
+//! recording only ever removes its own probes. [`ProbeSet`] removes its
 //! probes when dropped, which covers normal exit, errors and panics; groups
 //! left behind by a perfunc that was killed outright (SIGKILL) are removed by
 //! [`remove_stale_groups`] at the next start.

@@ -128,7 +128,7 @@ fn flamegraph_per_thread_has_a_tower_per_thread() {
         .collect();
     tids.dedup();
     assert_eq!(tids.len(), 3, "{text}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 call paths"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 stacks"));
 }
 
 /// Records `touch CALLS PAGES` (pf_touch probed, and pf_leaf to take the
