@@ -1,6 +1,7 @@
 //! Folded stacks: one line per call path, `frame;frame;frame VALUE`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{self, Write};
 
 /// Stacks whose summed value was negative and is drawn as 0.
@@ -74,13 +75,9 @@ impl Folded {
             })
     }
 
-    /// Writes the folded text: `path VALUE` per line, in path order, with
-    /// the drawn values.
+    /// Writes the folded text ([`Folded`]'s `Display`) to `out`.
     pub fn write_to<W: Write>(&self, mut out: W) -> io::Result<()> {
-        for (path, value) in self.stacks() {
-            writeln!(out, "{path} {value}")?;
-        }
-        Ok(())
+        write!(out, "{self}")
     }
 
     /// The folded text as lines, without zero-valued stacks (which a
@@ -90,6 +87,17 @@ impl Folded {
             .filter(|&(_, value)| value > 0)
             .map(|(path, value)| format!("{path} {value}"))
             .collect()
+    }
+}
+
+/// The folded text: `path VALUE` per line, in path order, with the drawn
+/// values.
+impl fmt::Display for Folded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (path, value) in self.stacks() {
+            writeln!(f, "{path} {value}")?;
+        }
+        Ok(())
     }
 }
 
@@ -111,9 +119,7 @@ mod tests {
     use super::*;
 
     fn text(folded: &Folded) -> String {
-        let mut out = Vec::new();
-        folded.write_to(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        folded.to_string()
     }
 
     #[test]

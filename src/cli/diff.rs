@@ -8,7 +8,6 @@ use anyhow::Context;
 
 use super::flamegraph::write_file;
 use super::DiffArgs;
-use crate::analysis::AnalysisOptions;
 use crate::diff::{self, DiffOptions, Run};
 use crate::report::flame::{self, Root};
 use crate::trace::TraceReader;
@@ -22,12 +21,7 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
         alpha: args.alpha,
         threshold: args.threshold / 100.0,
         counter: args.counter.clone(),
-        analysis: AnalysisOptions {
-            strict: args.strict,
-            threads: args.threads,
-            baseline: args.baseline.0,
-            ..AnalysisOptions::default()
-        },
+        analysis: args.analysis.options(),
         ..DiffOptions::default()
     };
     let base = load(&args.base, &opts)?;

@@ -11,26 +11,23 @@ use super::report::analyze_file;
 use super::FlamegraphArgs;
 use crate::analysis::{self, Analysis, AnalysisOptions};
 use crate::callchain::{self, Chains};
+use crate::events::CounterSpec;
 use crate::report::flame::{self, CallerTree, Root};
-use crate::report::ReportError;
 use crate::report::{counter_index, format_value};
 use crate::trace::TraceReader;
 
 /// Runs `perfunc flamegraph`.
 pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
     let opts = AnalysisOptions {
-        strict: args.strict,
         tid: args.tid,
-        threads: args.threads,
-        baseline: args.baseline.0,
         tree_per_thread: args.per_thread,
-        ..AnalysisOptions::default()
+        ..args.analysis.options()
     };
     let chains = callchain::collect(open(&args.input)?, args.inline)
         .with_context(|| format!("failed to read the call chains of {}", args.input.display()))?;
     let (analysis, counter, folded) = if chains.is_empty() {
         let analysis = analyze_file(&args.input, &opts)?;
-        let counter = chosen_counter(&analysis, args.counter.as_deref())?;
+        let counter = chosen_counter(&analysis.trace.counters, args.counter.as_deref())?;
         let folded = flame::folded(&analysis, counter, Root::Process);
         (analysis, counter, folded)
     } else {
@@ -77,9 +74,10 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn chosen_counter(analysis: &Analysis, name: Option<&str>) -> anyhow::Result<usize> {
+/// The counter `--counter` names, or the first.
+fn chosen_counter(counters: &[CounterSpec], name: Option<&str>) -> anyhow::Result<usize> {
     Ok(name
-        .map(|n| counter_index(analysis, n))
+        .map(|n| counter_index(counters, n))
         .transpose()?
         .unwrap_or(0))
 }
@@ -98,21 +96,7 @@ fn with_callers(
     chains: &Chains,
 ) -> anyhow::Result<(Analysis, usize, Folded)> {
     let reader = open(&args.input)?;
-    let counters = &reader.header().counters;
-    let counter = match &args.counter {
-        Some(name) => counters
-            .iter()
-            .position(|c| &c.name == name)
-            .ok_or_else(|| ReportError::UnknownCounter {
-                name: name.clone(),
-                available: counters
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
-        None => 0,
-    };
+    let counter = chosen_counter(&reader.header().counters, args.counter.as_deref())?;
     let mut tree = CallerTree::default();
     let analysis = analysis::analyze_calls(reader, opts, |call| {
         let chain = chains.callers(call.tid, call.start).map(|(id, _)| id);

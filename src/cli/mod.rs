@@ -227,24 +227,31 @@ pub struct ReportArgs {
     #[arg(long = "function", value_name = "PATTERN")]
     functions: Vec<String>,
 
-    /// Leave flagged calls (migrated, multiplexed, context-switched) out of
-    /// the statistics.
-    #[arg(long)]
-    strict: bool,
-
     /// Show where each probed function is in its source (file:line), from
     /// the binaries' line tables.
     #[arg(long)]
     lines: bool,
 
+    /// Report the whole chunks before a corrupt one instead of failing.
+    #[arg(long)]
+    salvage: bool,
+
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+/// How `report`, `flamegraph` and `diff` analyze a trace.
+#[derive(Debug, Args)]
+pub struct AnalysisArgs {
+    /// Leave flagged calls (migrated, multiplexed, context-switched) out of
+    /// the statistics.
+    #[arg(long)]
+    strict: bool,
+
     /// Keep the flagged calls of a system-wide (-a) trace, which are left
     /// out by default.
     #[arg(long, conflicts_with = "strict")]
     keep_flagged: bool,
-
-    /// Report the whole chunks before a corrupt one instead of failing.
-    #[arg(long)]
-    salvage: bool,
 
     /// The probe-cost statistic subtracted from each call (from the
     /// calibration profile stored in the trace), or `off` for raw values.
@@ -254,6 +261,19 @@ pub struct ReportArgs {
     /// Worker threads for pairing and aggregation (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+}
+
+impl AnalysisArgs {
+    /// The analysis options these flags ask for.
+    fn options(&self) -> crate::analysis::AnalysisOptions {
+        crate::analysis::AnalysisOptions {
+            strict: self.strict,
+            keep_flagged: self.keep_flagged,
+            threads: self.threads,
+            baseline: self.baseline.0,
+            ..crate::analysis::AnalysisOptions::default()
+        }
+    }
 }
 
 /// `perfunc flamegraph`.
@@ -289,17 +309,8 @@ pub struct FlamegraphArgs {
     #[arg(long)]
     inline: bool,
 
-    /// Leave flagged calls (migrated, multiplexed, context-switched) out.
-    #[arg(long)]
-    strict: bool,
-
-    /// The probe-cost statistic subtracted from each call, or `off`.
-    #[arg(long, value_name = "median|trimmed|mean|off", default_value = "median", value_parser = parse_baseline)]
-    baseline: Baseline,
-
-    /// Worker threads for the analysis (default: one per core).
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
 }
 
 /// `perfunc diff`.
@@ -344,17 +355,8 @@ pub struct DiffArgs {
     #[arg(long, requires = "flamegraph")]
     normalize: bool,
 
-    /// Leave flagged calls (migrated, multiplexed, context-switched) out.
-    #[arg(long)]
-    strict: bool,
-
-    /// The probe-cost statistic subtracted from each call, or `off`.
-    #[arg(long, value_name = "median|trimmed|mean|off", default_value = "median", value_parser = parse_baseline)]
-    baseline: Baseline,
-
-    /// Worker threads for the analysis (default: one per core).
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
 }
 
 /// `--callchain`.

@@ -15,14 +15,10 @@ use crate::trace::{ProbeKind, TraceHeader, TraceReader};
 /// Runs `perfunc report`.
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let opts = AnalysisOptions {
-        strict: args.strict,
-        keep_flagged: args.keep_flagged,
         tid: args.tid,
         functions: args.functions.clone(),
-        threads: args.threads,
         salvage: args.salvage,
-        baseline: args.baseline.0,
-        ..AnalysisOptions::default()
+        ..args.analysis.options()
     };
     let mut analysis = analyze_file(&args.input, &opts)?;
     if args.lines {

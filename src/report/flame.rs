@@ -251,9 +251,7 @@ mod tests {
     use crate::report::tests::{calibrated, nested};
 
     fn text(folded: &Folded) -> String {
-        let mut out = Vec::new();
-        folded.write_to(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        folded.to_string()
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod table;
 use std::io::{self, Write};
 
 use crate::analysis::{Analysis, FunctionStats};
+use crate::events::CounterSpec;
 
 pub use human::{format_value, format_value_signed};
 
@@ -83,7 +84,7 @@ pub fn select<'a>(
 ) -> Result<Vec<&'a FunctionStats>, ReportError> {
     let index = match &opts.sort {
         None => 0,
-        Some(name) => counter_index(analysis, name)?,
+        Some(name) => counter_index(&analysis.trace.counters, name)?,
     };
     let key = |f: &FunctionStats| {
         f.counters
@@ -98,13 +99,12 @@ pub fn select<'a>(
     Ok(functions)
 }
 
-/// The position of the counter `name` among the trace's counters.
+/// The position of the counter `name` among a trace's `counters`.
 ///
 /// # Errors
 ///
 /// [`ReportError::UnknownCounter`], listing the trace's counters.
-pub fn counter_index(analysis: &Analysis, name: &str) -> Result<usize, ReportError> {
-    let counters = &analysis.trace.counters;
+pub fn counter_index(counters: &[CounterSpec], name: &str) -> Result<usize, ReportError> {
     counters
         .iter()
         .position(|c| c.name == name)

@@ -94,15 +94,6 @@ fn report(dir: &Path, profile: &Path, functions: &[&str], mode: &str, n: &str) -
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn function<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["functions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in the report"))
-}
-
 #[test]
 fn empty_functions_of_every_class_calibrate_to_nothing() {
     if !probes_available() {

@@ -296,3 +296,22 @@ pub fn rust_fixture_debug() -> &'static Path {
         )
     })
 }
+
+/// The JSON report of a trace.
+pub fn json_report(trace: &Path) -> serde_json::Value {
+    let out = run_expect(
+        &["report", "--format", "json", "-i", trace.to_str().unwrap()],
+        0,
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Function `name` of a JSON report.
+pub fn function<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {report}"))
+}

@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use perfunc::trace::RecordKind;
-use serde_json::Value;
 
-use crate::common::{counts, probes_available, record, run, run_expect, trace, workloads};
+use crate::common::{
+    counts, function, json_report, probes_available, record, run, run_expect, trace, workloads,
+};
 
 /// Whether this kernel has system-call tracepoints. With CI=true (where
 /// FACTS.md says it has them) their absence fails the test.
@@ -59,23 +60,6 @@ fn record_kernel(dir: &Path, extra: &[&str], cmd: &[&str]) -> std::path::PathBuf
     out
 }
 
-fn report(trace: &Path) -> Value {
-    let out = run_expect(
-        &["report", "--format", "json", "-i", trace.to_str().unwrap()],
-        0,
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn function<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["functions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {report}"))
-}
-
 #[test]
 fn every_getppid_call_is_one_pair() {
     if !syscall_tracepoints() {
@@ -99,7 +83,7 @@ fn every_getppid_call_is_one_pair() {
         ("syscall:getppid", "[kernel]", "tracepoint")
     );
     assert_eq!(counts(&t, "syscall:getppid"), (1000, 1000));
-    let r = report(&path);
+    let r = json_report(&path);
     let f = function(&r, "syscall:getppid");
     assert_eq!(
         (f["calls"].as_u64(), f["used"].as_u64()),
@@ -130,7 +114,7 @@ fn a_syscall_is_the_child_of_the_user_function_that_makes_it() {
         ],
         &[bin, "pread", "40"],
     );
-    let r = report(&path);
+    let r = json_report(&path);
     // pf_read16 touches 2 pages itself; pread() copies 16 pages into an
     // untouched buffer, faulting them in from the kernel.
     let outer = function(&r, "pf_read16");
@@ -186,7 +170,7 @@ fn system_wide_softirq_pairs_are_recorded() {
         .counters
         .iter()
         .any(|c| c.name == "context-switches"));
-    let r = report(&path);
+    let r = json_report(&path);
     assert_eq!(r["trace"]["strict"], true);
     assert!(r["trace"]["command"]
         .as_str()
@@ -223,7 +207,7 @@ fn system_wide_softirq_pairs_are_recorded() {
         entries.abs_diff(returns) <= 2,
         "{entries} entries, {returns} returns"
     );
-    let r = report(&path);
+    let r = json_report(&path);
     let softirq = function(&r, "tp:irq:softirq_entry/softirq_exit");
     assert!(softirq["used"].as_u64().unwrap() >= 200, "{softirq}");
     assert_eq!(softirq["counters"]["page-faults"]["max"], 0.0);
@@ -311,7 +295,7 @@ fn system_wide_uprobe_groups_count_exactly() {
     let mut args = counters.to_vec();
     args.extend(["-f", "pf_touch16"]);
     let path = record_kernel(dir.path(), &args, &[copy.to_str().unwrap(), "pages", "30"]);
-    let r = report(&path);
+    let r = json_report(&path);
     let touch = function(&r, "pf_touch16");
     // Calls that migrated or were switched out (other tests run meanwhile)
     // are left out and counted; the others took exactly 16 faults.
