@@ -220,6 +220,7 @@ impl Pairing {
             }
             functions.push(FunctionStats {
                 source: None,
+                callers: Vec::new(),
                 probe: probe.id,
                 name: probe.function.clone(),
                 binary: probe.binary.clone(),

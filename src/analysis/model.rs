@@ -142,6 +142,22 @@ pub struct FunctionStats {
     /// (`perfunc report --lines`) and the binary has line tables.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The caller chains of the used calls (traces recorded with
+    /// `--callchain`), most calls first; empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<CallerStats>,
+}
+
+/// The used calls of a function that came through one caller chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallerStats {
+    /// The callers, outermost first (the direct caller last).
+    pub stack: Vec<String>,
+    /// Used calls through this chain.
+    pub calls: u64,
+    /// Sum of their inclusive deltas per counter (calibrated when the
+    /// analysis is).
+    pub sum: Vec<f64>,
 }
 
 /// One node of the call tree: a probed function under a path of probed

@@ -1,20 +1,19 @@
 //! `perfunc flamegraph`: the probed call tree as a flamegraph.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use perfunc_flamegraph::Folded;
 
-use super::report::analyze_file;
+use super::report::{analyze_file, open_trace};
 use super::FlamegraphArgs;
 use crate::analysis::{self, Analysis, AnalysisOptions};
 use crate::callchain::{self, Chains};
 use crate::events::CounterSpec;
 use crate::report::flame::{self, CallerTree, Root};
 use crate::report::{counter_index, format_value};
-use crate::trace::TraceReader;
 
 /// Runs `perfunc flamegraph`.
 pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
@@ -23,7 +22,7 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
         tree_per_thread: args.per_thread,
         ..args.analysis.options()
     };
-    let chains = callchain::collect(open(&args.input)?, args.inline)
+    let chains = callchain::collect(open_trace(&args.input)?, args.inline)
         .with_context(|| format!("failed to read the call chains of {}", args.input.display()))?;
     let (analysis, counter, folded) = if chains.is_empty() {
         let analysis = analyze_file(&args.input, &opts)?;
@@ -82,12 +81,6 @@ fn chosen_counter(counters: &[CounterSpec], name: Option<&str>) -> anyhow::Resul
         .unwrap_or(0))
 }
 
-fn open(path: &Path) -> anyhow::Result<TraceReader<BufReader<File>>> {
-    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    TraceReader::new(BufReader::with_capacity(1 << 20, file))
-        .with_context(|| format!("failed to read {}", path.display()))
-}
-
 /// The analysis, the counter and the folded stacks with each call's
 /// callers from `chains`.
 fn with_callers(
@@ -95,7 +88,7 @@ fn with_callers(
     opts: &AnalysisOptions,
     chains: &Chains,
 ) -> anyhow::Result<(Analysis, usize, Folded)> {
-    let reader = open(&args.input)?;
+    let reader = open_trace(&args.input)?;
     let counter = chosen_counter(&reader.header().counters, args.counter.as_deref())?;
     let mut tree = CallerTree::default();
     let analysis = analysis::analyze_calls(reader, opts, |call| {

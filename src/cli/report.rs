@@ -7,7 +7,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::ReportArgs;
-use crate::analysis::{self, Analysis, AnalysisOptions};
+use std::collections::HashMap;
+
+use crate::analysis::{self, Analysis, AnalysisOptions, CallerStats};
+use crate::callchain::{self, Chains};
 use crate::report::{self, Format, ReportOptions};
 use crate::symbolize::Symbolizer;
 use crate::trace::{ProbeKind, TraceHeader, TraceReader};
@@ -20,11 +23,15 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         salvage: args.salvage,
         ..args.analysis.options()
     };
-    let mut analysis = analyze_file(&args.input, &opts)?;
+    let chains = callchain::collect(open_trace(&args.input)?, false)
+        .with_context(|| format!("failed to read the call chains of {}", args.input.display()))?;
+    let mut analysis = if chains.is_empty() {
+        analyze_file(&args.input, &opts)?
+    } else {
+        analyze_with_callers(&args.input, &opts, &chains)?
+    };
     if args.lines {
-        let file = File::open(&args.input)
-            .with_context(|| format!("failed to open {}", args.input.display()))?;
-        let header = TraceReader::new(BufReader::new(file))?.header().clone();
+        let header = open_trace(&args.input)?.header().clone();
         add_sources(&mut analysis, &header);
     }
     let report_opts = ReportOptions {
@@ -52,11 +59,56 @@ fn add_sources(analysis: &mut Analysis, header: &TraceHeader) {
     }
 }
 
+/// Analyzes the trace in `path`, with each function's caller chains.
+fn analyze_with_callers(
+    path: &Path,
+    opts: &AnalysisOptions,
+    chains: &Chains,
+) -> anyhow::Result<Analysis> {
+    let reader = open_trace(path)?;
+    let n = reader.header().counters.len();
+    let mut sums: HashMap<(u32, u32), (u64, Vec<i128>)> = HashMap::new();
+    let mut analysis = analysis::analyze_calls(reader, opts, |call| {
+        let Some((chain, _)) = chains.callers(call.tid, call.start) else {
+            return;
+        };
+        if call.used {
+            let (calls, sum) = sums
+                .entry((call.probe, chain))
+                .or_insert_with(|| (0, vec![0; n]));
+            *calls += 1;
+            for (s, &v) in sum.iter_mut().zip(&call.inclusive) {
+                *s += i128::from(v);
+            }
+        }
+    })
+    .with_context(|| format!("failed to analyze {}", path.display()))?;
+    for ((probe, chain), (calls, sum)) in sums {
+        if let Some(f) = analysis.functions.iter_mut().find(|f| f.probe == probe) {
+            f.callers.push(CallerStats {
+                stack: chains.stack(chain).to_vec(),
+                calls,
+                sum: sum.into_iter().map(|s| s as f64).collect(),
+            });
+        }
+    }
+    for f in &mut analysis.functions {
+        f.callers
+            .sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.stack.cmp(&b.stack)));
+    }
+    Ok(analysis)
+}
+
+/// Opens a trace for reading.
+pub fn open_trace(path: &Path) -> anyhow::Result<TraceReader<BufReader<File>>> {
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    TraceReader::new(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("failed to read {}", path.display()))
+}
+
 /// Analyzes the trace in `path`.
 pub fn analyze_file(path: &Path, opts: &AnalysisOptions) -> anyhow::Result<Analysis> {
-    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))
-        .with_context(|| format!("failed to read {}", path.display()))?;
+    let reader = open_trace(path)?;
     let analysis = analysis::analyze(reader, opts)
         .with_context(|| format!("failed to analyze {}", path.display()))?;
     Ok(analysis)

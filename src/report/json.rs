@@ -48,6 +48,15 @@ struct FunctionView<'a> {
     discarded: BTreeMap<&'static str, u64>,
     flagged: BTreeMap<&'static str, u64>,
     counters: BTreeMap<&'a str, CounterView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    callers: Vec<CallerView<'a>>,
+}
+
+#[derive(Serialize)]
+struct CallerView<'a> {
+    stack: &'a [String],
+    calls: u64,
+    sum: BTreeMap<String, f64>,
 }
 
 #[derive(Serialize)]
@@ -157,6 +166,15 @@ impl ReportWriter for Json {
                         .counters
                         .iter()
                         .map(|c| (c.name.as_str(), counter(c)))
+                        .collect(),
+                    callers: f
+                        .callers
+                        .iter()
+                        .map(|c| CallerView {
+                            stack: &c.stack,
+                            calls: c.calls,
+                            sum: per_counter(&c.sum),
+                        })
                         .collect(),
                 })
                 .collect(),

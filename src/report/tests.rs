@@ -50,6 +50,7 @@ pub(crate) fn nested() -> Analysis {
         parse_counter("task-clock", &NoPmus).unwrap(),
     ];
     let function = |probe, name: &str, calls, used, c: Vec<CounterStats>| FunctionStats {
+        callers: Vec::new(),
         source: None,
         probe,
         name: name.to_owned(),

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use crate::common::{chains, probes_available, run_expect, rust_fixture_debug, workloads, Chains};
+use crate::common::{
+    chains, function, json_report, probes_available, run_expect, rust_fixture_debug, workloads,
+    Chains,
+};
 
 /// Records `cc_probed` (or `LIB:cc_probed`) of `bin` with `mode` and
 /// returns the folded stacks of the flamegraph.
@@ -291,4 +294,59 @@ fn kernel_probes_sit_under_their_probed_caller() {
         line.ends_with(";main;pf_read16;syscall:pread64 160"),
         "{line}"
     );
+}
+
+/// `perfunc report` lists each function's caller chains with their calls
+/// and cost.
+#[test]
+fn report_lists_the_caller_chains() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("r.perfunc");
+    let bin = chains(Chains::NoFramePointers);
+    run_expect(
+        &[
+            "record",
+            "-q",
+            "--calibration",
+            "off",
+            "-e",
+            "task-clock",
+            "--callchain",
+            "dwarf",
+            "-f",
+            "cc_probed",
+            "-o",
+            trace.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+            "30",
+        ],
+        0,
+    );
+    let report = json_report(&trace);
+    let f = function(&report, "cc_probed");
+    let callers = f["callers"].as_array().unwrap();
+    assert_eq!(callers.len(), 1, "{callers:?}");
+    assert_eq!(callers[0]["calls"], 30);
+    let stack: Vec<&str> = callers[0]["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stack[stack.len() - 3..],
+        ["main", "chain_a", "chain_b"],
+        "{stack:?}"
+    );
+    assert_eq!(
+        callers[0]["sum"]["task-clock"],
+        f["counters"]["task-clock"]["sum"]
+    );
+    let table = run_expect(&["report", "-i", trace.to_str().unwrap()], 0);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("  ← chain_b ← chain_a ← main ← "), "{table}");
 }
