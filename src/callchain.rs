@@ -83,17 +83,28 @@ struct Mapping {
 }
 
 /// Reads the chains of `reader`'s trace and resolves them; with `inline`,
-/// inlined functions are frames of their own.
+/// inlined functions are frames of their own; with `salvage`, a corrupt
+/// chunk ends the trace instead of failing.
 ///
 /// # Errors
 ///
 /// When the trace cannot be read.
-pub fn collect<R: Read>(mut reader: TraceReader<R>, inline: bool) -> Result<Chains, TraceError> {
+pub fn collect<R: Read>(
+    mut reader: TraceReader<R>,
+    inline: bool,
+    salvage: bool,
+) -> Result<Chains, TraceError> {
     let mut maps: HashMap<u32, Vec<Mapping>> = HashMap::new();
     let mut forks: Vec<(u64, u32, u32)> = Vec::new();
     let mut raw: Vec<RawChain> = Vec::new();
     let mut stacks: Vec<Event> = Vec::new();
-    while let Some(chunk) = reader.next_chunk()? {
+    loop {
+        let chunk = match reader.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(TraceError::CorruptChunk { .. }) if salvage => break,
+            Err(e) => return Err(e),
+        };
         let Chunk::Events(events) = chunk else {
             continue;
         };

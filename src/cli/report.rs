@@ -23,8 +23,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         salvage: args.salvage,
         ..args.analysis.options()
     };
-    let chains = callchain::collect(open_trace(&args.input)?, false)
-        .with_context(|| format!("failed to read the call chains of {}", args.input.display()))?;
+    // A damaged trace fails in the analysis below, which names the damage.
+    let chains =
+        callchain::collect(open_trace(&args.input)?, false, args.salvage).unwrap_or_default();
     let mut analysis = if chains.is_empty() {
         analyze_file(&args.input, &opts)?
     } else {
