@@ -1,7 +1,7 @@
 //! Call chains: the callers of a probed function, recorded with
 //! `--callchain`, resolved, and drawn above it in the flamegraph.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::{
     chains, function, json_report, probes_available, run_expect, rust_fixture_debug, workloads,
@@ -14,6 +14,28 @@ fn folded(dir: &Path, bin: &Path, function: &str, mode: &str, extra: &[&str]) ->
     folded_of(dir, bin, &["-f", function], mode, extra, &["50"])
 }
 
+/// Records `probes` of `bin ARGS` (task-clock, and `--callchain mode`
+/// unless `mode` is empty) into DIR/c.perfunc and returns its path.
+fn record_chains(
+    dir: &Path,
+    bin: &Path,
+    probes: &[&str],
+    mode: &str,
+    bin_args: &[&str],
+) -> PathBuf {
+    let trace = dir.join("c.perfunc");
+    let mut args = vec!["record", "-q", "--calibration", "off", "-e", "task-clock"];
+    if !mode.is_empty() {
+        args.extend(["--callchain", mode]);
+    }
+    args.extend(["-o", trace.to_str().unwrap()]);
+    args.extend(probes);
+    args.extend(["--", bin.to_str().unwrap()]);
+    args.extend(bin_args);
+    run_expect(&args, 0);
+    trace
+}
+
 /// Records `probes` of `bin ARGS` with `--callchain mode` and returns the
 /// folded stacks (`flamegraph` with `extra`).
 fn folded_of(
@@ -24,24 +46,8 @@ fn folded_of(
     extra: &[&str],
     bin_args: &[&str],
 ) -> String {
-    let trace = dir.join("c.perfunc");
+    let trace = record_chains(dir, bin, probes, mode, bin_args);
     let folded = dir.join("c.folded");
-    let mut args = vec![
-        "record",
-        "-q",
-        "--calibration",
-        "off",
-        "-e",
-        "task-clock",
-        "--callchain",
-        mode,
-        "-o",
-        trace.to_str().unwrap(),
-    ];
-    args.extend(probes);
-    args.extend(["--", bin.to_str().unwrap()]);
-    args.extend(bin_args);
-    run_expect(&args, 0);
     let mut graph = vec![
         "flamegraph",
         "-i",
@@ -140,26 +146,8 @@ fn report_lines_name_the_source() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let trace = dir.path().join("l.perfunc");
     let bin = chains(Chains::FramePointers);
-    run_expect(
-        &[
-            "record",
-            "-q",
-            "--calibration",
-            "off",
-            "-e",
-            "task-clock",
-            "-f",
-            "cc_probed",
-            "-o",
-            trace.to_str().unwrap(),
-            "--",
-            bin.to_str().unwrap(),
-            "3",
-        ],
-        0,
-    );
+    let trace = record_chains(dir.path(), &bin, &["-f", "cc_probed"], "", &["3"]);
     let out = run_expect(
         &[
             "report",
@@ -304,28 +292,8 @@ fn report_lists_the_caller_chains() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let trace = dir.path().join("r.perfunc");
     let bin = chains(Chains::NoFramePointers);
-    run_expect(
-        &[
-            "record",
-            "-q",
-            "--calibration",
-            "off",
-            "-e",
-            "task-clock",
-            "--callchain",
-            "dwarf",
-            "-f",
-            "cc_probed",
-            "-o",
-            trace.to_str().unwrap(),
-            "--",
-            bin.to_str().unwrap(),
-            "30",
-        ],
-        0,
-    );
+    let trace = record_chains(dir.path(), &bin, &["-f", "cc_probed"], "dwarf", &["30"]);
     let report = json_report(&trace);
     let f = function(&report, "cc_probed");
     let callers = f["callers"].as_array().unwrap();
