@@ -31,6 +31,7 @@ fn header() -> TraceHeader {
         kind: ProbeKind::Uprobe,
     };
     TraceHeader {
+        callchains: false,
         key_column: false,
         perfunc_version: "bench".to_owned(),
         created_unix_ns: 0,

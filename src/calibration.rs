@@ -221,6 +221,7 @@ mod tests {
 
     fn header() -> TraceHeader {
         TraceHeader {
+            callchains: false,
             key_column: false,
             perfunc_version: "0".into(),
             created_unix_ns: 0,

@@ -54,14 +54,13 @@ pub struct Chains {
 }
 
 impl Chains {
-    /// The callers of the call of thread `tid` entered at `time`,
-    /// outermost first.
-    pub fn callers(&self, tid: u32, time: u64) -> Option<(u32, &[String])> {
-        let &id = self.by_call.get(&(tid, time))?;
-        Some((id, &self.stacks[id as usize]))
+    /// The chain of the call of thread `tid` entered at `time`: an id for
+    /// [`Chains::stack`].
+    pub fn chain(&self, tid: u32, time: u64) -> Option<u32> {
+        self.by_call.get(&(tid, time)).copied()
     }
 
-    /// The frames of chain `id` (from [`Chains::callers`]).
+    /// The callers of chain `id`, outermost first.
     pub fn stack(&self, id: u32) -> &[String] {
         &self.stacks[id as usize]
     }
@@ -84,7 +83,8 @@ struct Mapping {
 
 /// Reads the chains of `reader`'s trace and resolves them; with `inline`,
 /// inlined functions are frames of their own; with `salvage`, a corrupt
-/// chunk ends the trace instead of failing.
+/// chunk ends the trace instead of failing. A trace recorded without
+/// `--callchain` has none and is not read.
 ///
 /// # Errors
 ///
@@ -94,6 +94,9 @@ pub fn collect<R: Read>(
     inline: bool,
     salvage: bool,
 ) -> Result<Chains, TraceError> {
+    if !reader.header().callchains {
+        return Ok(Chains::default());
+    }
     let mut maps: HashMap<u32, Vec<Mapping>> = HashMap::new();
     let mut forks: Vec<(u64, u32, u32)> = Vec::new();
     let mut raw: Vec<RawChain> = Vec::new();
@@ -155,16 +158,25 @@ pub fn collect<R: Read>(
             .find(|m| m.time <= time && (m.start..m.end).contains(&ip))
             .or_else(|| list.iter().rev().find(|m| (m.start..m.end).contains(&ip)))
     };
+    // Each chain's return addresses, located once; chains repeat, so only
+    // the distinct located chains are kept, resolved and named.
+    let mut distinct: HashMap<Located<'_>, u32> = HashMap::new();
+    let chain_of: Vec<u32> = raw
+        .iter()
+        .map(|c| {
+            let sites = c
+                .ips
+                .iter()
+                .skip(1)
+                .map(|&ip| mapping_of(c.pid, c.time, ip).map(|m| (&m.path, (m.start, m.pgoff, ip))))
+                .collect();
+            let next = distinct.len() as u32;
+            *distinct.entry((sites, c.cut)).or_insert(next)
+        })
+        .collect();
     let mut by_file: HashMap<&PathBuf, Vec<Site>> = HashMap::new();
-    for c in &raw {
-        for &ip in c.ips.iter().skip(1) {
-            if let Some(m) = mapping_of(c.pid, c.time, ip) {
-                by_file
-                    .entry(&m.path)
-                    .or_default()
-                    .push((m.start, m.pgoff, ip));
-            }
-        }
+    for (path, site) in distinct.keys().flat_map(|(sites, _)| sites).flatten() {
+        by_file.entry(path).or_default().push(*site);
     }
     // One symbolizer per file, the files in parallel.
     let resolved: HashMap<(&PathBuf, Site), Option<Vec<String>>> = by_file
@@ -180,6 +192,7 @@ pub fn collect<R: Read>(
         })
         .collect();
     let mut stats = ChainStats {
+        chains: raw.len() as u64,
         unknown_frames: resolved
             .values()
             .filter(|r| r.as_ref().is_some_and(|f| f[0].starts_with('[')))
@@ -188,28 +201,16 @@ pub fn collect<R: Read>(
     };
     let mut chains = Chains::default();
     let mut ids: HashMap<Vec<String>, u32> = HashMap::new();
-    for c in &raw {
-        stats.chains += 1;
-        let mut inner_first = Vec::new();
-        let mut cut = c.cut;
-        for &ip in c.ips.iter().skip(1) {
-            let frames = mapping_of(c.pid, c.time, ip)
-                .and_then(|m| resolved.get(&(&m.path, (m.start, m.pgoff, ip)))?.as_ref());
-            match frames {
-                Some(frames) => inner_first.extend(frames.iter().rev().cloned()),
-                None => {
-                    cut = true;
-                    break;
-                }
-            }
-        }
-        if cut {
-            stats.cut += 1;
-            inner_first.push(CUT_FRAME.to_owned());
-        }
-        inner_first.reverse();
+    // Located chain to (named chain, cut).
+    let mut named = vec![(0, false); distinct.len()];
+    for (key, &located) in &distinct {
+        let (stack, cut) = name_chain(key, &resolved);
         let next = ids.len() as u32;
-        let id = *ids.entry(inner_first).or_insert(next);
+        named[located as usize] = (*ids.entry(stack).or_insert(next), cut);
+    }
+    for (c, &located) in raw.iter().zip(&chain_of) {
+        let (id, cut) = named[located as usize];
+        stats.cut += u64::from(cut);
         chains.by_call.insert((c.tid, c.time), id);
     }
     chains.stacks = vec![Vec::new(); ids.len()];
@@ -218,6 +219,34 @@ pub fn collect<R: Read>(
     }
     chains.stats = stats;
     Ok(chains)
+}
+
+/// A chain's return addresses in their files (`None`: in no mapping), and
+/// whether unwinding stopped short.
+type Located<'a> = (Vec<Option<(&'a PathBuf, Site)>>, bool);
+
+/// The frames of a located chain, outermost first, and whether it was
+/// cut: unwinding stopped early, or an address cannot be a return address.
+fn name_chain(
+    (sites, unwound_short): &Located<'_>,
+    resolved: &HashMap<(&PathBuf, Site), Option<Vec<String>>>,
+) -> (Vec<String>, bool) {
+    let mut inner_first = Vec::new();
+    let mut cut = *unwound_short;
+    for site in sites {
+        match site.and_then(|key| resolved.get(&key)?.as_ref()) {
+            Some(frames) => inner_first.extend(frames.iter().rev().cloned()),
+            None => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    if cut {
+        inner_first.push(CUT_FRAME.to_owned());
+    }
+    inner_first.reverse();
+    (inner_first, cut)
 }
 
 /// The chain of one entry sample, before it is resolved.

@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::unwind::elf::{load_segments, segment_vaddr, LoadSegment};
+
 /// One frame of a resolved address: a function, and where in its source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Frame {
@@ -41,8 +43,7 @@ struct Object {
     /// The file's bytes, to check the instruction before a return address.
     data: Vec<u8>,
     loader: addr2line::Loader,
-    /// `(file offset, file size, virtual address)` of each `PT_LOAD`.
-    segments: Vec<(u64, u64, u64)>,
+    segments: Vec<LoadSegment>,
 }
 
 /// Resolves addresses, caching files and answers.
@@ -83,7 +84,7 @@ impl Symbolizer {
         let resolved = object
             .as_ref()
             .and_then(|o| {
-                let vaddr = o.vaddr(file_offset)?;
+                let vaddr = segment_vaddr(&o.segments, file_offset)?;
                 lookup(o, vaddr.checked_sub(u64::from(caller))?, inline)
             })
             .unwrap_or_else(|| Resolved {
@@ -133,26 +134,9 @@ impl Symbolizer {
     }
 }
 
-impl Object {
-    /// The virtual address of a file offset, through the `PT_LOAD` that
-    /// holds it.
-    fn vaddr(&self, file_offset: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|&&(off, size, _)| file_offset >= off && file_offset - off < size)
-            .map(|&(off, _, vaddr)| file_offset - off + vaddr)
-    }
-}
-
 fn load(path: &Path) -> Option<Object> {
     let data = std::fs::read(path).ok()?;
-    let file = object::File::parse(&*data).ok()?;
-    let segments = object::Object::segments(&file)
-        .map(|s| {
-            let (offset, size) = object::ObjectSegment::file_range(&s);
-            (offset, size, object::ObjectSegment::address(&s))
-        })
-        .collect();
+    let segments = load_segments(&object::File::parse(&*data).ok()?);
     let loader = addr2line::Loader::new(path).ok()?;
     Some(Object {
         data,

@@ -93,7 +93,7 @@ fn with_callers(
     let counter = chosen_counter(&reader.header().counters, args.counter.as_deref())?;
     let mut tree = CallerTree::default();
     let analysis = analysis::analyze_calls(reader, opts, |call| {
-        let chain = chains.callers(call.tid, call.start).map(|(id, _)| id);
+        let chain = chains.chain(call.tid, call.start);
         let value = call.used.then(|| i128::from(call.self_[counter]));
         tree.push(call, chain, value);
     })

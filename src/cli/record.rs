@@ -264,6 +264,7 @@ impl Plan {
                 .collect(),
             calibration: None,
             key_column: kernel_sites.iter().any(|k| k.key.is_some()),
+            callchains: self.callchain != Callchain::None,
         }
     }
 }

@@ -70,7 +70,7 @@ fn analyze_with_callers(
     let n = reader.header().counters.len();
     let mut sums: HashMap<(u32, u32), (u64, Vec<i128>)> = HashMap::new();
     let mut analysis = analysis::analyze_calls(reader, opts, |call| {
-        let Some((chain, _)) = chains.callers(call.tid, call.start) else {
+        let Some(chain) = chains.chain(call.tid, call.start) else {
             return;
         };
         if call.used {

@@ -83,36 +83,16 @@ impl Tracefs {
     /// The names of the events of tracepoint group `group` (empty when
     /// there is no such group).
     pub fn event_names(&self, group: &str) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.root.join("events").join(group))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                e.path()
-                    .join("id")
-                    .exists()
-                    .then(|| e.file_name().to_string_lossy().into_owned())
-            })
-            .collect();
-        names.sort();
-        names
+        sorted_entries(&self.root.join("events").join(group), |e| {
+            e.path().join("id").exists()
+        })
     }
 
     /// The tracepoint groups (subsystems), sorted.
     pub fn event_groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = fs::read_dir(self.root.join("events"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                e.file_type()
-                    .ok()?
-                    .is_dir()
-                    .then(|| e.file_name().to_string_lossy().into_owned())
-            })
-            .collect();
-        groups.sort();
-        groups
+        sorted_entries(&self.root.join("events"), |e| {
+            e.file_type().is_ok_and(|t| t.is_dir())
+        })
     }
 
     /// The `format` file of event `group/name`.
@@ -138,6 +118,20 @@ impl Tracefs {
             cause: io::Error::new(io::ErrorKind::InvalidData, "not a tracepoint id"),
         })
     }
+}
+
+/// The names of the entries of `dir` that `keep` accepts, sorted (none when
+/// `dir` cannot be read).
+fn sorted_entries(dir: &Path, keep: impl Fn(&fs::DirEntry) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| keep(e))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The tracefs mount point named in a /proc/mounts text, if any.

@@ -37,6 +37,10 @@ pub struct TraceHeader {
     /// counter values): set when a probe has a [`ProbeSite::key`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key_column: bool,
+    /// Whether the recording took call chains or user stacks
+    /// (`--callchain`): readers look for them only then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub callchains: bool,
 }
 
 impl TraceHeader {

@@ -42,6 +42,7 @@ pub(super) fn header(ncounters: usize) -> TraceHeader {
         kind: ProbeKind::Uprobe,
     };
     TraceHeader {
+        callchains: false,
         key_column: false,
         perfunc_version: "0.1.0".to_string(),
         created_unix_ns: 1_700_000_000_123_456_789,

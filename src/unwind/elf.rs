@@ -35,11 +35,30 @@ pub(crate) struct LoadSegment {
 /// holding that offset gives `vaddr = offset - (p_offset - p_vaddr)`.
 /// `None` when no segment holds the offset.
 pub(crate) fn elf_vaddr(map: &Mapping, segments: &[LoadSegment], addr: u64) -> Option<u64> {
-    let offset = map.file_offset(addr);
+    segment_vaddr(segments, map.file_offset(addr))
+}
+
+/// The ELF virtual address of file offset `offset`, through the
+/// `PT_LOAD` segment that holds it.
+pub(crate) fn segment_vaddr(segments: &[LoadSegment], offset: u64) -> Option<u64> {
     let seg = segments
         .iter()
         .find(|s| s.offset <= offset && offset - s.offset < s.filesz)?;
     Some(offset - seg.offset + seg.vaddr)
+}
+
+/// The `PT_LOAD` segments of an ELF file.
+pub(crate) fn load_segments(file: &object::File<'_>) -> Vec<LoadSegment> {
+    file.segments()
+        .map(|seg| {
+            let (offset, filesz) = seg.file_range();
+            LoadSegment {
+                offset,
+                vaddr: seg.address(),
+                filesz,
+            }
+        })
+        .collect()
 }
 
 /// The address range of one FDE and its offset in its section.
@@ -121,17 +140,7 @@ impl ElfCfi {
                 arch: format!("{:?}", file.architecture()),
             });
         }
-        let segments = file
-            .segments()
-            .map(|seg| {
-                let (offset, filesz) = seg.file_range();
-                LoadSegment {
-                    offset,
-                    vaddr: seg.address(),
-                    filesz,
-                }
-            })
-            .collect();
+        let segments = load_segments(&file);
         let tables: Vec<Table> = [eh_frame(&file), debug_frame(&file)]
             .into_iter()
             .flatten()

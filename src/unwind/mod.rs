@@ -53,7 +53,7 @@
 //! - The stack copy is finite (`PERF_SAMPLE_STACK_USER`'s size): a deep
 //!   chain ends with [`UnwindEnd::OutsideStack`].
 
-mod elf;
+pub(crate) mod elf;
 mod fp;
 mod maps;
 
