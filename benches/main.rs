@@ -32,6 +32,7 @@ fn header() -> TraceHeader {
     };
     TraceHeader {
         callchains: false,
+        follow: None,
         key_column: false,
         perfunc_version: "bench".to_owned(),
         created_unix_ns: 0,

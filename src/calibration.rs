@@ -222,6 +222,7 @@ mod tests {
     fn header() -> TraceHeader {
         TraceHeader {
             callchains: false,
+            follow: None,
             key_column: false,
             perfunc_version: "0".into(),
             created_unix_ns: 0,

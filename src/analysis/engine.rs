@@ -40,6 +40,7 @@ pub(super) fn run<R: Read>(
         wanted: select_functions(&opts.functions, &header)?,
         keep_calls: on_call.is_some(),
         compensation: Compensation::new(&header, opts.baseline)?,
+        per_task: header.follow.as_deref() == Some("per-thread"),
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.unwrap_or(0))

@@ -33,7 +33,9 @@
 //!    conservative: the lost records may have belonged to other threads,
 //!    and a thread's records after a migration are not checked.
 //! 3. **Flags** on complete calls: [`Reason::Migrated`] (entry CPU differs
-//!    from return CPU), [`Reason::Multiplexed`] (the group's
+//!    from return CPU, in a trace whose counters are per CPU: not with
+//!    `follow: "per-thread"`, whose counters are the task's own and read
+//!    exactly across a migration), [`Reason::Multiplexed`] (the group's
 //!    `time_running` advanced less than its `time_enabled` between entry
 //!    and return, so a counter was not on the PMU the whole call), and
 //!    [`Reason::ContextSwitched`] (the trace has the `context-switches`

@@ -26,6 +26,10 @@ pub(super) struct PairConfig {
     pub keep_calls: bool,
     /// The probes' costs to take out, when calibrating.
     pub compensation: Option<Compensation>,
+    /// Whether the counters are the task's own (`--follow per-thread`): a
+    /// call that migrated then reads one counter at both ends, exactly,
+    /// and is not flagged.
+    pub per_task: bool,
 }
 
 impl PairConfig {
@@ -385,7 +389,7 @@ impl Thread {
         if frame.lost {
             flags |= CallFlags::LOST_RECORDS;
         }
-        if frame.cpu != rec.cpu() {
+        if frame.cpu != rec.cpu() && !cfg.per_task {
             flags |= CallFlags::MIGRATED;
         }
         let enabled = rec.enabled().wrapping_sub(frame.enabled);
@@ -519,6 +523,7 @@ mod tests {
             wanted: vec![true],
             keep_calls: false,
             compensation: None,
+            per_task: false,
         };
         let flags = CallFlags::MULTIPLEXED | CallFlags::CONTEXT_SWITCHED;
         assert_eq!(cfg.discard_reason(flags), None);

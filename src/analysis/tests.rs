@@ -20,6 +20,7 @@ const LEAF: u32 = 2;
 fn header(counters: &[&str], functions: &[&str]) -> TraceHeader {
     TraceHeader {
         callchains: false,
+        follow: None,
         key_column: false,
         perfunc_version: "0.1.0".into(),
         created_unix_ns: 0,

@@ -137,6 +137,7 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
         calibration: CalibrationMode::Off,
         skip_endbr64: false,
         callchain: crate::probe::Callchain::None,
+        follow: crate::probe::Follow::Auto,
     };
     let recorded = plan.record();
     let deltas = recorded.and_then(|outcome| {

@@ -40,6 +40,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         calibration: super::calibrate::CalibrationMode::Auto,
         skip_endbr64: true,
         callchain: crate::probe::Callchain::None,
+        follow: crate::probe::Follow::Auto,
     };
     eprintln!(
         "perfunc: demo: recording {} requests of the built-in workload, probing {DEMO_FUNCTIONS}",

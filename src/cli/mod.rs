@@ -149,6 +149,20 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SIZE", default_value = "8K", value_parser = parse_stack_size)]
     stack_size: u32,
 
+    /// How the threads and processes the target creates are followed:
+    /// `inherit` (counter groups per CPU, inherited by every new task:
+    /// Linux 6.12 and later), `per-thread` (groups per task, each new task
+    /// held at birth until its groups are open: every kernel; counters
+    /// follow a task across CPUs, exactly), or `auto` (per-thread, unless
+    /// ptrace is disabled). See docs/kernel.md.
+    #[arg(
+        long,
+        value_name = "auto|inherit|per-thread",
+        value_enum,
+        default_value = "auto"
+    )]
+    follow: FollowMode,
+
     /// Probe a leading `endbr64` itself instead of the instruction after it
     /// (stepping over it is cheaper; see docs/calibration.md).
     #[arg(long)]
@@ -357,6 +371,17 @@ pub struct DiffArgs {
 
     #[command(flatten)]
     analysis: AnalysisArgs,
+}
+
+/// `--follow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FollowMode {
+    /// `per-thread`, unless ptrace is disabled; then `inherit`.
+    Auto,
+    /// Per-CPU groups inherited by new tasks.
+    Inherit,
+    /// Per-task groups, new tasks held at birth.
+    PerThread,
 }
 
 /// `--callchain`.

@@ -17,7 +17,7 @@ use crate::events::{self, CounterSpec, DEFAULT_FALLBACK, DEFAULT_HARDWARE};
 use crate::probe::pmu::{self, SysfsPmus};
 use crate::probe::sys::signal_name;
 use crate::probe::{
-    self, Callchain, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget,
+    self, Callchain, Follow, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget,
 };
 use crate::symbols::{self, FileOffset, Function, FunctionSpec, InsnClass, Resolved};
 use crate::trace::{ProbeKind, ProbeSite, Target, TraceHeader, TraceWriter};
@@ -54,6 +54,11 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
                 stack_bytes: args.stack_size,
             },
         },
+        follow: match args.follow {
+            super::FollowMode::Auto => Follow::Auto,
+            super::FollowMode::Inherit => Follow::Inherit,
+            super::FollowMode::PerThread => Follow::PerThread,
+        },
     };
     let outcome = plan.record()?;
     Ok(outcome.report(&plan))
@@ -83,6 +88,8 @@ pub struct Plan {
     pub skip_endbr64: bool,
     /// Caller chains to record.
     pub callchain: Callchain,
+    /// How the target's threads are followed.
+    pub follow: Follow,
 }
 
 /// What a finished recording left.
@@ -100,7 +107,9 @@ impl Plan {
         let resolved = self.resolve_functions()?;
         let kernel_sites = kernel::resolve(&self.kernel)?;
         let calibration = profile_for_recording(&self.calibration, &self.counters, self.quiet)?;
+        let follow = probe::resolve_follow(self.follow, &self.target)?;
         let mut header = self.header(&resolved, &kernel_sites);
+        header.follow = Some(follow.name().to_owned());
         header.calibration = calibration
             .map(|p| serde_json::from_str(&p.to_json()))
             .transpose()?;
@@ -138,6 +147,7 @@ impl Plan {
             duration: self.duration,
             progress: !self.quiet,
             callchain: self.callchain,
+            follow,
         };
         let result = probe::record(&opts, &mut writer);
         // Whatever happened, keep what was recorded readable.
@@ -265,6 +275,7 @@ impl Plan {
             calibration: None,
             key_column: kernel_sites.iter().any(|k| k.key.is_some()),
             callchains: self.callchain != Callchain::None,
+            follow: None,
         }
     }
 }

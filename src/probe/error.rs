@@ -61,8 +61,9 @@ pub enum ProbeError {
     },
     /// A probe event could not be opened.
     #[error(
-        "failed to open the probe on {function} ({}, cpu {cpu}): {cause}{}",
+        "failed to open the probe on {function} ({}, {}): {cause}{}",
         observed(*pid),
+        on_cpu(*cpu),
         privilege_hint(cause)
     )]
     OpenProbe {
@@ -70,16 +71,16 @@ pub enum ProbeError {
         function: String,
         /// The pid or tid observed.
         pid: i32,
-        /// The CPU.
-        cpu: usize,
+        /// The CPU, or `None` for a per-thread event on any CPU.
+        cpu: Option<usize>,
         /// The cause.
         cause: io::Error,
     },
-    /// The ring buffer of a CPU could not be mapped.
-    #[error("failed to map a {bytes}-byte ring buffer on cpu {cpu}: {cause}; try a smaller --buffer-size or raise `ulimit -l`")]
+    /// A ring buffer could not be mapped.
+    #[error("failed to map a {bytes}-byte ring buffer ({ring}): {cause}; try a smaller --buffer-size or raise `ulimit -l`")]
     Mmap {
-        /// The CPU.
-        cpu: usize,
+        /// Whose ring: "cpu 3", "thread 1234".
+        ring: String,
         /// The size asked for.
         bytes: usize,
         /// The cause.
@@ -137,6 +138,13 @@ fn observed(pid: i32) -> String {
         "system-wide".to_owned()
     } else {
         format!("pid {pid}")
+    }
+}
+
+fn on_cpu(cpu: Option<usize>) -> String {
+    match cpu {
+        Some(cpu) => format!("cpu {cpu}"),
+        None => "any cpu".to_owned(),
     }
 }
 

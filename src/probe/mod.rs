@@ -7,12 +7,20 @@
 //! tracefs `uprobe_events`, opened as `PERF_TYPE_TRACEPOINT` events. Per
 //! function and per CPU, one perf group holds the entry event (leader), the
 //! return event and the counters, so that each probe hit reads all counters
-//! atomically (`PERF_SAMPLE_READ` with `PERF_FORMAT_GROUP`). Events are
-//! opened on the target's pid with `inherit`, so threads created later are
-//! followed, and all events of one CPU write into one ring buffer.
+//! atomically (`PERF_SAMPLE_READ` with `PERF_FORMAT_GROUP`).
+//!
+//! Threads and processes the target creates are followed in one of two
+//! ways (`--follow`, docs/kernel.md). Where the kernel accepts `inherit`
+//! with `PERF_SAMPLE_READ` (Linux 6.12 and later), the groups are opened
+//! per CPU on the target's pid with `inherit`, and all events of one CPU
+//! write into one ring buffer. Elsewhere, and when asked, the groups are
+//! opened per task on any CPU, each task with a ring of its own, and every
+//! new task is held at birth by ptrace (`ptrace.rs`) until its groups are
+//! open; such counters follow their task across CPUs.
 
 mod error;
 pub mod pmu;
+mod ptrace;
 mod ring;
 mod session;
 pub mod sys;
@@ -20,5 +28,6 @@ pub mod tracefs;
 
 pub use error::ProbeError;
 pub use session::{
-    record, Callchain, Place, ProbeTarget, RecordOptions, RecordResult, RecordTarget,
+    kernel_inherits_sample_read, record, resolve_follow, Callchain, Follow, Place, ProbeTarget,
+    RecordOptions, RecordResult, RecordTarget,
 };

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use perf_event::{Builder, Clock, Counter, ReadFormat, SampleFlag, Sampler};
 
 use super::pmu::{counter_builder, explain, RawEvent};
+use super::ptrace::Tracer;
 use super::ring::{Decoded, Decoder, Extra, USER_REGS_MASK};
-use super::sys::{self, HeldChild, WaitStatus};
+use super::sys::{self, ChildSignals, HeldChild, WaitStatus};
 use super::tracefs::{self, PlacedPair, ProbeSet, Tracefs};
 use super::ProbeError;
 use crate::events::CounterSpec;
@@ -93,6 +94,100 @@ pub struct RecordOptions {
     pub progress: bool,
     /// The caller chains to take at every entry.
     pub callchain: Callchain,
+    /// How threads and processes of the target are followed: resolved by
+    /// [`resolve_follow`] before the trace header is written.
+    pub follow: Follow,
+}
+
+/// How perfunc follows the threads and processes the target creates
+/// (`--follow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Follow {
+    /// `PerThread` where ptrace is allowed, else `Inherit`.
+    #[default]
+    Auto,
+    /// One group per probe and CPU on the target, inherited by every task
+    /// it creates (`inherit` with `PERF_SAMPLE_READ`: Linux 6.12 and
+    /// later), all of a CPU's events writing into one ring.
+    Inherit,
+    /// One group per probe and task, on any CPU, with a ring per task;
+    /// every new task is held at birth (ptrace) until its groups are open.
+    /// Works on every kernel; its counters follow the task across CPUs.
+    PerThread,
+}
+
+impl Follow {
+    /// The name in the trace header and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Follow::Auto => "auto",
+            Follow::Inherit => "inherit",
+            Follow::PerThread => "per-thread",
+        }
+    }
+}
+
+/// Whether this kernel opens a sampled event with `inherit` and
+/// `PERF_SAMPLE_READ` (added in Linux 6.12 as "perf: Support
+/// PERF_SAMPLE_READ with inherit"; before, `perf_event_open` fails with
+/// EINVAL). Tried on a software event of perfunc's own, which costs
+/// nothing to open and close.
+pub fn kernel_inherits_sample_read() -> bool {
+    let mut b = Builder::new(perf_event::events::Software::DUMMY);
+    b.observe_self()
+        .one_cpu(0)
+        .inherit(true)
+        .enabled(false)
+        .sample_period(1)
+        .sample(SAMPLE_FLAGS)
+        .clockid(Clock::MONOTONIC);
+    set_read_format(&mut b);
+    match b.build() {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::EINVAL),
+    }
+}
+
+/// Whether perfunc may ptrace the target: not when Yama forbids every
+/// attach (`kernel.yama.ptrace_scope` 3).
+fn ptrace_allowed() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map_or(true, |s| s.trim() != "3")
+}
+
+/// The mechanism a recording of `target` uses when `requested` is asked
+/// for. `auto` is per-thread, whose counters are exact across CPU
+/// migration on every kernel, unless ptrace is forbidden; then inherit,
+/// where the kernel has it. System-wide recordings observe CPUs, not
+/// tasks, and follow nothing: they keep [`Follow::Inherit`]'s per-CPU
+/// layout without inheritance.
+pub fn resolve_follow(requested: Follow, target: &RecordTarget) -> Result<Follow, ProbeError> {
+    if matches!(target, RecordTarget::SystemWide(_)) {
+        return Ok(Follow::Inherit);
+    }
+    let refused = |what: &str, why: &str| ProbeError::Sys {
+        what: what.into(),
+        cause: std::io::Error::new(std::io::ErrorKind::Unsupported, why.to_owned()),
+    };
+    match requested {
+        Follow::PerThread | Follow::Auto if ptrace_allowed() => Ok(Follow::PerThread),
+        Follow::Inherit | Follow::Auto if kernel_inherits_sample_read() => Ok(Follow::Inherit),
+        Follow::PerThread => Err(refused(
+            "holding the target's new threads (--follow per-thread)",
+            "ptrace is disabled (kernel.yama.ptrace_scope = 3); \
+             use --follow inherit (Linux 6.12 and later)",
+        )),
+        Follow::Auto => Err(refused(
+            "following the target's threads",
+            "ptrace is disabled (kernel.yama.ptrace_scope = 3) and this kernel refuses \
+             inherit with PERF_SAMPLE_READ (supported since Linux 6.12); \
+             set kernel.yama.ptrace_scope to 2 or lower",
+        )),
+        Follow::Inherit => Err(refused(
+            "opening events with inherit and PERF_SAMPLE_READ (--follow inherit)",
+            "this kernel refuses the pair (supported since Linux 6.12); \
+             use --follow per-thread or auto",
+        )),
+    }
 }
 
 /// How the callers of each probed call are recorded (`--callchain`).
@@ -174,26 +269,50 @@ impl Drop for StopFlag {
     }
 }
 
+/// Whose records a ring buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RingOf {
+    /// Every group of one CPU ([`Follow::Inherit`], system-wide).
+    Cpu(usize),
+    /// Every group of one task, on any CPU ([`Follow::PerThread`]).
+    Task(i32),
+}
+
+impl RingOf {
+    fn describe(self) -> String {
+        match self {
+            RingOf::Cpu(cpu) => format!("cpu {cpu}"),
+            RingOf::Task(tid) => format!("thread {tid}"),
+        }
+    }
+}
+
 /// The open perf events of a recording. Declared so that the events are
 /// closed (dropped) before the uprobes they use are removed.
 struct Events {
-    /// One ring buffer per CPU: (cpu, the event that owns the mapping).
-    rings: Vec<(usize, Sampler)>,
+    /// The ring buffers: whose records, and the event that owns the mapping.
+    rings: Vec<(RingOf, Sampler)>,
     counters: Vec<Counter>,
-    /// Every group leader: (cpu, fd), for the final count of probe hits.
-    leaders: Vec<(u16, RawFd)>,
+    /// Every group leader: (index of its ring, fd), for the final count of
+    /// probe hits.
+    leaders: Vec<(usize, RawFd)>,
     decoder: Decoder,
     tally: Tally,
     /// (pid, cpu) whose first group reports mappings (`--callchain`).
-    mapped: BTreeSet<(i32, usize)>,
+    mapped: BTreeSet<(i32, Option<usize>)>,
+    /// Whether groups are inherited by the tasks the target creates.
+    inherit: bool,
 }
 
-/// What went into the trace, per CPU.
+/// What went into the trace, per ring.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Samples written, indexed by CPU.
+    /// Samples written, indexed by ring.
     samples: Vec<u64>,
-    lost: BTreeMap<u32, u64>,
+    /// Records the kernel reported lost, by ring.
+    lost: BTreeMap<usize, u64>,
+    /// The CPU of each ring's last record, by ring.
+    last_cpu: Vec<u16>,
     tids: BTreeSet<u32>,
     /// The tid of the last sample, to spare the set a lookup per record.
     last_tid: Option<u32>,
@@ -201,12 +320,13 @@ struct Tally {
 
 impl Tally {
     /// Counts one sample written (called for every record: kept cheap).
-    fn count(&mut self, cpu: u16, tid: u32) {
-        let cpu = usize::from(cpu);
-        if cpu >= self.samples.len() {
-            self.samples.resize(cpu + 1, 0);
+    fn count(&mut self, ring: usize, cpu: u16, tid: u32) {
+        if ring >= self.samples.len() {
+            self.samples.resize(ring + 1, 0);
+            self.last_cpu.resize(ring + 1, 0);
         }
-        self.samples[cpu] += 1;
+        self.samples[ring] += 1;
+        self.last_cpu[ring] = cpu;
         if self.last_tid != Some(tid) {
             self.tids.insert(tid);
             self.last_tid = Some(tid);
@@ -217,8 +337,8 @@ impl Tally {
         self.samples.iter().sum()
     }
 
-    fn samples_on(&self, cpu: u16) -> u64 {
-        self.samples.get(usize::from(cpu)).copied().unwrap_or(0)
+    fn samples_in(&self, ring: usize) -> u64 {
+        self.samples.get(ring).copied().unwrap_or(0)
     }
 }
 
@@ -251,7 +371,17 @@ pub fn record<W: Write>(
             }),
         })
         .collect::<Result<_, _>>()?;
-    let cpus = sys::online_cpus();
+    let per_thread =
+        opts.follow == Follow::PerThread && !matches!(opts.target, RecordTarget::SystemWide(_));
+    let cpus: Vec<Option<usize>> = if per_thread {
+        vec![None]
+    } else {
+        sys::online_cpus().into_iter().map(Some).collect()
+    };
+    let ptrace_err = |cause| ProbeError::Sys {
+        what: "holding the target's new threads (ptrace; --follow per-thread)".into(),
+        cause,
+    };
 
     let result = match &opts.target {
         RecordTarget::Command(argv) => {
@@ -259,13 +389,18 @@ pub fn record<W: Write>(
                 command: display_command(argv),
                 cause,
             })?;
-            let mut events = Events::new();
+            let tracer = per_thread
+                .then(|| Tracer::seize_child(child.pid()))
+                .transpose()
+                .map_err(ptrace_err)?;
+            let mut events = Events::new(!per_thread);
             events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
             child.release().map_err(|cause| ProbeError::Spawn {
                 command: display_command(argv),
                 cause,
             })?;
             let pidfd = sys::pidfd_open(child.pid()).ok();
+            let mut follow = Following::new(tracer, &placed, &cpus)?;
             run(
                 opts,
                 &mut events,
@@ -273,15 +408,31 @@ pub fn record<W: Write>(
                 &stop,
                 Watched::Child(child.pid()),
                 pidfd,
+                &mut follow,
             )
         }
         RecordTarget::Pid(pid) => {
             let pidfd = sys::pidfd_open(*pid).map_err(|_| ProbeError::NoSuchProcess(*pid))?;
-            let mut events = Events::new();
-            attach_all_threads(opts, &mut events, &placed, &cpus, *pid)?;
+            let mut events = Events::new(!per_thread);
+            let tracer = if per_thread {
+                let (tracer, tids) = Tracer::seize_process(*pid, || thread_ids(*pid)).map_err(
+                    |cause| match cause.raw_os_error() {
+                        Some(libc::ESRCH) => ProbeError::NoSuchProcess(*pid),
+                        _ => ptrace_err(cause),
+                    },
+                )?;
+                for tid in tids {
+                    events.open_task(opts, &placed, &cpus, tid)?;
+                }
+                Some(tracer)
+            } else {
+                attach_all_threads(opts, &mut events, &placed, &cpus, *pid)?;
+                None
+            };
             if opts.callchain != Callchain::None {
                 write_mappings(writer, [*pid])?;
             }
+            let mut follow = Following::new(tracer, &placed, &cpus)?;
             run(
                 opts,
                 &mut events,
@@ -289,6 +440,7 @@ pub fn record<W: Write>(
                 &stop,
                 Watched::Process(*pid),
                 Some(pidfd),
+                &mut follow,
             )
         }
         RecordTarget::SystemWide(command) => {
@@ -301,7 +453,7 @@ pub fn record<W: Write>(
                     })
                 })
                 .transpose()?;
-            let mut events = Events::new();
+            let mut events = Events::new(false);
             events.open_for(opts, &placed, &cpus, SYSTEM_WIDE, Start::Now)?;
             if opts.callchain != Callchain::None {
                 write_mappings(writer, running_pids())?;
@@ -319,7 +471,16 @@ pub fn record<W: Write>(
                 }
                 _ => (Watched::Nothing, None),
             };
-            run(opts, &mut events, writer, &stop, watched, pidfd)
+            let mut follow = Following::new(None, &placed, &cpus)?;
+            run(
+                opts,
+                &mut events,
+                writer,
+                &stop,
+                watched,
+                pidfd,
+                &mut follow,
+            )
         }
     };
     drop(probes);
@@ -395,7 +556,7 @@ fn attach_all_threads(
     opts: &RecordOptions,
     events: &mut Events,
     placed: &[PlacedPair],
-    cpus: &[usize],
+    cpus: &[Option<usize>],
     pid: i32,
 ) -> Result<(), ProbeError> {
     let mut done = BTreeSet::new();
@@ -406,13 +567,7 @@ fn attach_all_threads(
             return Ok(());
         }
         for tid in new {
-            match events.open_for(opts, placed, cpus, tid, Start::Now) {
-                Ok(()) => {}
-                // The thread ended between listing and opening.
-                Err(ProbeError::OpenProbe { cause, .. })
-                    if cause.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(e) => return Err(e),
-            }
+            events.open_task(opts, placed, cpus, tid)?;
             done.insert(tid);
         }
     }
@@ -446,20 +601,24 @@ fn set_read_format(b: &mut Builder<'_>) {
     b.attrs_mut().read_format = READ_FORMAT.bits();
 }
 
-/// Observes `pid` (with its future threads and children), or every task
-/// on the CPU for [`SYSTEM_WIDE`].
-fn observe(b: &mut Builder<'_>, pid: i32, cpu: usize) {
+/// Observes `pid` (with its future threads and children when `inherit`),
+/// or every task on the CPU for [`SYSTEM_WIDE`]; on one CPU, or on any
+/// for `None`.
+fn observe(b: &mut Builder<'_>, pid: i32, cpu: Option<usize>, inherit: bool) {
     if pid == SYSTEM_WIDE {
         b.any_pid();
     } else {
-        b.observe_pid(pid).inherit(true);
+        b.observe_pid(pid).inherit(inherit);
     }
-    b.one_cpu(cpu);
+    match cpu {
+        Some(cpu) => b.one_cpu(cpu),
+        None => b.any_cpu(),
+    };
 }
 
-fn probe_builder(id: u64, pid: i32, cpu: usize) -> Builder<'static> {
+fn probe_builder(id: u64, pid: i32, cpu: Option<usize>, inherit: bool) -> Builder<'static> {
     let mut b = Builder::new(RawEvent::tracepoint(id));
-    observe(&mut b, pid, cpu);
+    observe(&mut b, pid, cpu, inherit);
     b.exclude_kernel(false)
         .exclude_hv(true)
         .sample_period(1)
@@ -471,7 +630,7 @@ fn probe_builder(id: u64, pid: i32, cpu: usize) -> Builder<'static> {
 }
 
 impl Events {
-    fn new() -> Events {
+    fn new(inherit: bool) -> Events {
         Events {
             rings: Vec::new(),
             counters: Vec::new(),
@@ -479,22 +638,44 @@ impl Events {
             decoder: Decoder::default(),
             tally: Tally::default(),
             mapped: BTreeSet::new(),
+            inherit,
         }
     }
 
-    fn ring_fd(&self, cpu: usize) -> Option<RawFd> {
+    /// The ring a group goes into, if it exists yet: its index and fd.
+    fn ring(&self, of: RingOf) -> Option<(usize, RawFd)> {
         self.rings
             .iter()
-            .find(|(c, _)| *c == cpu)
-            .map(|(_, r)| r.as_raw_fd())
+            .position(|(o, _)| *o == of)
+            .map(|i| (i, self.rings[i].1.as_raw_fd()))
     }
 
-    /// Opens one group per probe and CPU on `pid`.
+    /// Opens the groups of a running task, enabled at once; a task that has
+    /// ended meanwhile is skipped.
+    fn open_task(
+        &mut self,
+        opts: &RecordOptions,
+        placed: &[PlacedPair],
+        cpus: &[Option<usize>],
+        tid: i32,
+    ) -> Result<(), ProbeError> {
+        match self.open_for(opts, placed, cpus, tid, Start::Now) {
+            Err(ProbeError::OpenProbe { cause, .. })
+                if cause.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Opens one group per probe and CPU on `pid` (a CPU of `None`: one
+    /// group per probe, on any CPU, with a ring of the task's own).
     fn open_for(
         &mut self,
         opts: &RecordOptions,
         placed: &[PlacedPair],
-        cpus: &[usize],
+        cpus: &[Option<usize>],
         pid: i32,
         start: Start,
     ) -> Result<(), ProbeError> {
@@ -512,7 +693,7 @@ impl Events {
         target: &ProbeTarget,
         probe: &PlacedPair,
         pid: i32,
-        cpu: usize,
+        cpu: Option<usize>,
         start: Start,
     ) -> Result<(), ProbeError> {
         let open_err = |cause| ProbeError::OpenProbe {
@@ -521,12 +702,16 @@ impl Events {
             cpu,
             cause,
         };
-        let ring = self.ring_fd(cpu);
+        let ring_of = match cpu {
+            Some(cpu) => RingOf::Cpu(cpu),
+            None => RingOf::Task(pid),
+        };
+        let ring = self.ring(ring_of);
         let key = match &target.place {
             Place::Tracepoints { key, .. } => key.clone(),
             _ => None,
         };
-        let mut leader = probe_builder(probe.entry_id, pid, cpu);
+        let mut leader = probe_builder(probe.entry_id, pid, cpu, self.inherit);
         if key.is_some() {
             leader.sample(SampleFlag::RAW);
         }
@@ -571,7 +756,7 @@ impl Events {
             .wakeup_watermark(opts.buffer_bytes / 4);
         let mut leader = leader.build().map_err(open_err)?;
 
-        let mut ret = probe_builder(probe.return_id, pid, cpu);
+        let mut ret = probe_builder(probe.return_id, pid, cpu, self.inherit);
         ret.enabled(true);
         if key.is_some() {
             ret.sample(SampleFlag::RAW);
@@ -580,7 +765,7 @@ impl Events {
         let mut members = vec![ret];
         for spec in &opts.counters {
             let mut b = counter_builder(spec);
-            observe(&mut b, pid, cpu);
+            observe(&mut b, pid, cpu, self.inherit);
             // Enabled: a member opened disabled is only put on the PMU when
             // its leader's PMU is next rescheduled, which in a CPU-wide
             // group may never happen (its counts then stay 0).
@@ -619,11 +804,11 @@ impl Events {
         );
 
         let leader_fd = leader.as_raw_fd();
-        self.leaders.push((cpu as u16, leader_fd));
         let ring_fd = match ring {
-            Some(fd) => {
+            Some((index, fd)) => {
                 set_output(leader_fd, fd)?;
                 self.counters.push(leader);
+                self.leaders.push((index, leader_fd));
                 fd
             }
             None => {
@@ -631,12 +816,13 @@ impl Events {
                     leader
                         .sampled(opts.buffer_bytes)
                         .map_err(|cause| ProbeError::Mmap {
-                            cpu,
+                            ring: ring_of.describe(),
                             bytes: opts.buffer_bytes,
                             cause,
                         })?;
                 let fd = sampler.as_raw_fd();
-                self.rings.push((cpu, sampler));
+                self.leaders.push((self.rings.len(), leader_fd));
+                self.rings.push((ring_of, sampler));
                 fd
             }
         };
@@ -651,20 +837,20 @@ impl Events {
     /// Moves every record in the rings into the trace.
     fn drain<W: Write>(&mut self, writer: &mut TraceWriter<W>) -> Result<(), ProbeError> {
         let tally = &mut self.tally;
-        for (_, ring) in &mut self.rings {
+        for (index, (_, ring)) in self.rings.iter_mut().enumerate() {
             while let Some(rec) = ring.next_record() {
                 let body = rec.to_contiguous();
                 match self.decoder.decode(rec.ty(), &body) {
                     Some(Decoded::Sample(s)) => {
-                        tally.count(s.cpu, s.tid);
+                        tally.count(index, s.cpu, s.tid);
                         writer.push_sample(&s)?;
                         if let Some(e) = self.decoder.take_extra() {
                             writer.push_event(&e)?;
                         }
                     }
                     Some(Decoded::Event(e)) => {
-                        if let Event::Lost { count, cpu, .. } = e {
-                            *tally.lost.entry(cpu).or_default() += count;
+                        if let Event::Lost { count, .. } = e {
+                            *tally.lost.entry(index).or_default() += count;
                         }
                         writer.push_event(&e)?;
                     }
@@ -681,7 +867,8 @@ impl Events {
     /// unreported. The probe events' own counts (entries and returns per
     /// group, threads included) give the exact number of hits; the hits
     /// neither written nor reported lost become a `Lost` event of their
-    /// CPU. Returns the samples lost.
+    /// ring's CPU (for a task's ring, the CPU of its last record). Returns
+    /// the samples lost.
     fn finish<W: Write>(
         &mut self,
         writer: &mut TraceWriter<W>,
@@ -692,28 +879,34 @@ impl Events {
             let _ = sys::disable_group(fd);
         }
         self.drain(writer)?;
-        let mut hits: BTreeMap<u16, u64> = BTreeMap::new();
-        for &(cpu, fd) in &self.leaders {
+        let mut hits: BTreeMap<usize, u64> = BTreeMap::new();
+        for &(ring, fd) in &self.leaders {
             let values = sys::read_group(fd).map_err(|cause| ProbeError::Sys {
                 what: "reading the probe counts".into(),
                 cause,
             })?;
             // Group order: entry probe, return probe, counters.
-            *hits.entry(cpu).or_default() += values.iter().take(2).sum::<u64>();
+            *hits.entry(ring).or_default() += values.iter().take(2).sum::<u64>();
         }
         let mut lost = 0;
-        for (&cpu, &hits) in &hits {
-            let written = self.tally.samples_on(cpu);
+        for (&ring, &hits) in &hits {
+            let written = self.tally.samples_in(ring);
             let missing = hits.saturating_sub(written);
-            let reported = self.tally.lost.get(&u32::from(cpu)).copied().unwrap_or(0);
+            let reported = self.tally.lost.get(&ring).copied().unwrap_or(0);
             if missing > reported {
+                let cpu = match self.rings[ring].0 {
+                    RingOf::Cpu(cpu) => cpu as u32,
+                    RingOf::Task(_) => {
+                        u32::from(self.tally.last_cpu.get(ring).copied().unwrap_or(0))
+                    }
+                };
                 let e = Event::Lost {
                     time,
-                    cpu: u32::from(cpu),
+                    cpu,
                     count: missing - reported,
                 };
                 writer.push_event(&e)?;
-                *self.tally.lost.entry(u32::from(cpu)).or_default() += missing - reported;
+                *self.tally.lost.entry(ring).or_default() += missing - reported;
             }
             lost += missing;
         }
@@ -775,6 +968,99 @@ impl Progress {
     }
 }
 
+/// The tasks a per-thread recording follows: every new thread and process
+/// of the target is held at birth until its groups are open.
+struct Following<'a> {
+    tracer: Option<Tracer>,
+    /// `SIGCHLD` as a descriptor, so that a birth wakes the loop at once.
+    signals: Option<ChildSignals>,
+    placed: &'a [PlacedPair],
+    cpus: &'a [Option<usize>],
+}
+
+impl<'a> Following<'a> {
+    fn new(
+        tracer: Option<Tracer>,
+        placed: &'a [PlacedPair],
+        cpus: &'a [Option<usize>],
+    ) -> Result<Following<'a>, ProbeError> {
+        let signals = tracer
+            .is_some()
+            .then(ChildSignals::new)
+            .transpose()
+            .map_err(|cause| ProbeError::Sys {
+                what: "signalfd for SIGCHLD".into(),
+                cause,
+            })?;
+        Ok(Following {
+            tracer,
+            signals,
+            placed,
+            cpus,
+        })
+    }
+
+    /// Opens the groups of every task born since the last call, then lets
+    /// it run.
+    fn step(&mut self, opts: &RecordOptions, events: &mut Events) -> Result<(), ProbeError> {
+        let Some(tracer) = &mut self.tracer else {
+            return Ok(());
+        };
+        if let Some(signals) = &self.signals {
+            signals.drain();
+        }
+        let born = tracer.step().map_err(|cause| ProbeError::Sys {
+            what: "waiting for the target's threads (ptrace)".into(),
+            cause,
+        })?;
+        for tid in born {
+            let opened = events.open_task(opts, self.placed, self.cpus, tid);
+            tracer.resume(tid);
+            opened?;
+        }
+        Ok(())
+    }
+
+    /// The descriptors to poll: every ring whose task still runs (the ring
+    /// of a task that has exited reports a hang-up forever), the process
+    /// descriptor and `SIGCHLD`.
+    fn poll_fds(&self, events: &Events, pidfd: Option<&OwnedFd>) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = events
+            .rings
+            .iter()
+            .filter(|(of, _)| match (of, &self.tracer) {
+                (RingOf::Task(tid), Some(tracer)) => tracer.traces(*tid),
+                _ => true,
+            })
+            .map(|(_, r)| r.as_raw_fd())
+            .collect();
+        fds.extend(pidfd.map(|fd| fd.as_raw_fd()));
+        fds.extend(self.signals.as_ref().map(ChildSignals::fd));
+        fds
+    }
+
+    /// Whether the watched process has ended: `Some(Some(status))` for a
+    /// child perfunc reaped, `Some(None)` for an attached process that is
+    /// gone.
+    fn ended(&mut self, watched: Watched) -> Result<Option<Option<WaitStatus>>, ProbeError> {
+        match (watched, &mut self.tracer) {
+            // The tracer reaps the child (`waitpid(-1)`).
+            (Watched::Child(_), Some(tracer)) => Ok(tracer.ended().map(Some)),
+            _ => ended(watched),
+        }
+    }
+
+    /// Lets every task still traced go on untraced.
+    fn detach(&mut self) {
+        if let Some(tracer) = &mut self.tracer {
+            tracer.detach_all(DETACH_WAIT);
+        }
+    }
+}
+
+/// How long perfunc waits for the target's threads to be detached.
+const DETACH_WAIT: Duration = Duration::from_secs(1);
+
 /// The recording loop.
 fn run<W: Write>(
     opts: &RecordOptions,
@@ -783,25 +1069,24 @@ fn run<W: Write>(
     stop: &StopFlag,
     watched: Watched,
     pidfd: Option<OwnedFd>,
+    follow: &mut Following<'_>,
 ) -> Result<RecordResult, ProbeError> {
     let started = Instant::now();
-    let mut fds: Vec<RawFd> = events.rings.iter().map(|(_, r)| r.as_raw_fd()).collect();
-    if let Some(fd) = &pidfd {
-        fds.push(fd.as_raw_fd());
-    }
     let mut progress = Progress::new(opts.progress);
     let mut exit = None;
     let mut stopped_by = None;
     let mut timed_out = false;
     loop {
+        let fds = follow.poll_fds(events, pidfd.as_ref());
         sys::poll_readable(&fds, POLL_INTERVAL).map_err(|cause| ProbeError::Sys {
             what: "poll".into(),
             cause,
         })?;
+        follow.step(opts, events)?;
         events.drain(writer)?;
         writer.flush()?;
         progress.update(events.tally.samples(), writer.bytes_written());
-        if let Some(status) = ended(watched)? {
+        if let Some(status) = follow.ended(watched)? {
             exit = status;
             break;
         }
@@ -815,8 +1100,10 @@ fn run<W: Write>(
         }
     }
     if let (Watched::Child(pid), None) = (watched, exit) {
-        exit = Some(terminate_child(pid, events, writer)?);
+        exit = Some(terminate_child(pid, events, writer, opts, follow)?);
     }
+    // Processes the target left behind run on, untraced.
+    follow.detach();
     let lost = events.finish(writer, sys::monotonic_ns())?;
     progress.clear();
     let footer = Footer {
@@ -881,16 +1168,17 @@ fn terminate_child<W: Write>(
     pid: i32,
     events: &mut Events,
     writer: &mut TraceWriter<W>,
+    opts: &RecordOptions,
+    follow: &mut Following<'_>,
 ) -> Result<WaitStatus, ProbeError> {
     let mut killed = false;
     let _ = sys::kill(pid, libc::SIGTERM);
     let deadline = Instant::now() + TERM_GRACE;
     loop {
+        // A traced child stops for the signal until the tracer passes it on.
+        follow.step(opts, events)?;
         events.drain(writer)?;
-        if let Some(status) = sys::try_wait(pid, false).map_err(|cause| ProbeError::Sys {
-            what: "waitpid".into(),
-            cause,
-        })? {
+        if let Some(Some(status)) = follow.ended(Watched::Child(pid))? {
             return Ok(status);
         }
         if Instant::now() >= deadline && !killed {

@@ -228,6 +228,39 @@ pub fn try_wait(pid: i32, block: bool) -> io::Result<Option<WaitStatus>> {
     }))
 }
 
+/// One ptrace request that takes an integer `data` and no address
+/// (SEIZE, CONT, LISTEN, INTERRUPT, DETACH).
+pub fn ptrace(request: libc::c_uint, tid: i32, data: usize) -> io::Result<libc::c_long> {
+    // SAFETY: these requests read no memory of the caller's: the address is
+    // null and `data` an integer (options or a signal number).
+    let ret = unsafe {
+        libc::ptrace(
+            request,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            data as *mut libc::c_void,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The next stop or exit of any child or tracee, without blocking:
+/// `(tid, raw wait status)`, or `None` when none is pending.
+pub fn wait_any() -> io::Result<Option<(i32, libc::c_int)>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out pointer.
+    let tid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+    match tid {
+        t if t < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        t => Ok(Some((t, status))),
+    }
+}
+
 /// Sends `signal` to `pid`; a process that is already gone is not an error.
 pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     // SAFETY: kill has no memory-safety preconditions.
@@ -265,6 +298,68 @@ pub fn signal_name(signal: i32) -> String {
         _ => return format!("signal {signal}"),
     };
     name.to_owned()
+}
+
+/// `SIGCHLD` as a readable file descriptor: blocked in the calling thread
+/// and taken through a signalfd, so that a poll wakes as soon as a traced
+/// task stops or a child exits. The old signal mask comes back on drop.
+pub struct ChildSignals {
+    fd: OwnedFd,
+    old: libc::sigset_t,
+}
+
+impl ChildSignals {
+    /// Blocks `SIGCHLD` in this thread and opens the signalfd.
+    pub fn new() -> io::Result<ChildSignals> {
+        // SAFETY: the sigset functions initialise and fill valid locals;
+        // pthread_sigmask and signalfd read them.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            let ret = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            if ret != 0 {
+                return Err(io::Error::from_raw_os_error(ret));
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+            if fd < 0 {
+                let err = io::Error::last_os_error();
+                libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                return Err(err);
+            }
+            Ok(ChildSignals {
+                fd: OwnedFd::from_raw_fd(fd),
+                old,
+            })
+        }
+    }
+
+    /// The descriptor to poll.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads every pending notification (the caller then waits on all
+    /// children: one notification may stand for several).
+    pub fn drain(&self) {
+        let mut buf = [0u8; 128 * 8];
+        loop {
+            // SAFETY: reading into a valid local buffer.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for ChildSignals {
+    fn drop(&mut self) {
+        self.drain();
+        // SAFETY: restores the mask saved by `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
 }
 
 /// A child process forked from perfunc and held before `exec` until

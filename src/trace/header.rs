@@ -41,6 +41,12 @@ pub struct TraceHeader {
     /// (`--callchain`): readers look for them only then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub callchains: bool,
+    /// How the target's threads and processes were followed (`--follow`):
+    /// `"inherit"` (per-CPU groups inherited by new tasks) or
+    /// `"per-thread"` (groups per task, held at birth); absent in traces
+    /// of perfunc before 0.2, which always inherited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
 }
 
 impl TraceHeader {

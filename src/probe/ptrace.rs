@@ -1,0 +1,320 @@
+//! Holding every new thread and process of the target at birth, so that
+//! its own perf events are open before it runs an instruction: the way
+//! perfunc follows threads on kernels that refuse `inherit` together with
+//! `PERF_SAMPLE_READ` (before Linux 6.12), and wherever per-thread
+//! counters are asked for.
+//!
+//! perfunc seizes the target (`PTRACE_SEIZE` with `TRACECLONE`,
+//! `TRACEFORK` and `TRACEVFORK`), so every task the target creates starts
+//! in a ptrace-stop. [`Tracer::step`] collects those births; the caller
+//! opens the newborn's events and then [`Tracer::resume`]s it. Every other
+//! stop is passed through at once: signals are delivered as if no tracer
+//! were there, group-stops are kept with `PTRACE_LISTEN` (so `SIGSTOP` and
+//! `SIGCONT` behave as usual), and exits are noted.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::sys::{ptrace, wait_any, WaitStatus};
+
+/// Whether a ptrace-stop is a group-stop signal.
+fn is_stop_signal(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+    )
+}
+
+/// The ptrace options of every seized task: its new threads and processes
+/// are seized too. Not `EXITKILL`: if perfunc dies, the kernel detaches
+/// the target, which runs on.
+const OPTIONS: usize =
+    (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK) as usize;
+
+/// The thread group of `tid`, from `/proc`.
+fn tgid_of(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One ptrace-stop or exit, as `waitpid` reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Exited(WaitStatus),
+    /// A ptrace event stop (`PTRACE_EVENT_*`) with its signal.
+    Event {
+        event: i32,
+        signal: i32,
+    },
+    /// A signal-delivery-stop.
+    Signal(i32),
+}
+
+fn decode(status: libc::c_int) -> Option<Status> {
+    if libc::WIFEXITED(status) {
+        return Some(Status::Exited(WaitStatus::Exited(libc::WEXITSTATUS(
+            status,
+        ))));
+    }
+    if libc::WIFSIGNALED(status) {
+        return Some(Status::Exited(WaitStatus::Signaled {
+            signal: libc::WTERMSIG(status),
+            core_dumped: libc::WCOREDUMP(status),
+        }));
+    }
+    if libc::WIFSTOPPED(status) {
+        let signal = libc::WSTOPSIG(status);
+        let event = (status >> 16) & 0xff;
+        return Some(if event != 0 {
+            Status::Event { event, signal }
+        } else {
+            Status::Signal(signal)
+        });
+    }
+    None
+}
+
+/// The tasks perfunc traces, and what became of the one it watches.
+#[derive(Debug)]
+pub struct Tracer {
+    /// The process whose end ends the recording.
+    main: i32,
+    /// Every traced task: tid → thread group.
+    tasks: BTreeMap<i32, i32>,
+    /// Tasks whose first stop was seen but that the caller has not resumed,
+    /// and whether that stop is a group-stop (resumed with `LISTEN`).
+    held: BTreeMap<i32, bool>,
+    /// How the watched process ended (its leader's status).
+    exit: Option<WaitStatus>,
+    /// Tasks that reported a stop before perfunc knew them: their birth
+    /// stop, taken as such.
+    born: Vec<i32>,
+}
+
+impl Tracer {
+    /// Seizes `pid`, a child perfunc forked and holds before its exec: its
+    /// future threads and processes start held.
+    pub fn seize_child(pid: i32) -> io::Result<Tracer> {
+        ptrace(libc::PTRACE_SEIZE, pid, OPTIONS)?;
+        Ok(Tracer::new(pid, [(pid, pid)]))
+    }
+
+    /// Seizes every thread of the running process `pid`, repeating until no
+    /// thread appears that was created by one not yet seized (threads
+    /// created by a seized thread start held). Returns the tracer and the
+    /// threads, which run on: their events are opened while they run.
+    pub fn seize_process(
+        pid: i32,
+        threads: impl Fn() -> io::Result<Vec<i32>>,
+    ) -> io::Result<(Tracer, Vec<i32>)> {
+        let mut tracer = Tracer::new(pid, []);
+        loop {
+            let new: Vec<i32> = threads()?
+                .into_iter()
+                .filter(|t| !tracer.tasks.contains_key(t))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            for tid in new {
+                match ptrace(libc::PTRACE_SEIZE, tid, OPTIONS) {
+                    Ok(_) => {
+                        tracer.tasks.insert(tid, pid);
+                    }
+                    // The thread ended between listing and seizing.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let threads = tracer.tasks.keys().copied().collect();
+        Ok((tracer, threads))
+    }
+
+    fn new(main: i32, tasks: impl IntoIterator<Item = (i32, i32)>) -> Tracer {
+        Tracer {
+            main,
+            tasks: tasks.into_iter().collect(),
+            held: BTreeMap::new(),
+            exit: None,
+            born: Vec::new(),
+        }
+    }
+
+    /// Handles every stop and exit reported so far, without blocking.
+    /// Returns the tasks born since the last call, each held until
+    /// [`Tracer::resume`].
+    pub fn step(&mut self) -> io::Result<Vec<i32>> {
+        loop {
+            let (tid, status) = match wait_any() {
+                Ok(Some(reported)) => reported,
+                Ok(None) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(status) = decode(status) {
+                self.handle(tid, status);
+            }
+        }
+        Ok(std::mem::take(&mut self.born))
+    }
+
+    fn handle(&mut self, tid: i32, status: Status) {
+        match status {
+            Status::Exited(s) => {
+                self.tasks.remove(&tid);
+                self.held.remove(&tid);
+                if tid == self.main {
+                    self.exit = Some(s);
+                }
+            }
+            // A clone, fork or vfork: the new task reports a stop of its
+            // own, which is where it is handled.
+            Status::Event { event, .. }
+                if event == libc::PTRACE_EVENT_CLONE
+                    || event == libc::PTRACE_EVENT_FORK
+                    || event == libc::PTRACE_EVENT_VFORK =>
+            {
+                let _ = ptrace(libc::PTRACE_CONT, tid, 0);
+            }
+            Status::Event { event, signal } if event == libc::PTRACE_EVENT_STOP => {
+                let group_stop = is_stop_signal(signal);
+                if let std::collections::btree_map::Entry::Vacant(e) = self.tasks.entry(tid) {
+                    // The first stop of a new task (a group-stop if it was
+                    // born while its process was stopping).
+                    e.insert(tgid_of(tid).unwrap_or(tid));
+                    self.held.insert(tid, group_stop);
+                    self.born.push(tid);
+                } else if self.held.contains_key(&tid) {
+                    // Held already: resumed by `resume`.
+                } else if group_stop {
+                    // Stays stopped until SIGCONT, without perfunc in the
+                    // way.
+                    let _ = ptrace(libc::PTRACE_LISTEN, tid, 0);
+                } else {
+                    let _ = ptrace(libc::PTRACE_CONT, tid, 0);
+                }
+            }
+            Status::Event { .. } => {
+                let _ = ptrace(libc::PTRACE_CONT, tid, 0);
+            }
+            Status::Signal(signal) => {
+                // Delivered as if perfunc were not there.
+                let _ = ptrace(libc::PTRACE_CONT, tid, signal as usize);
+            }
+        }
+    }
+
+    /// Lets a newborn task run, its events open.
+    pub fn resume(&mut self, tid: i32) {
+        match self.held.remove(&tid) {
+            Some(false) => {
+                let _ = ptrace(libc::PTRACE_CONT, tid, 0);
+            }
+            Some(true) => {
+                let _ = ptrace(libc::PTRACE_LISTEN, tid, 0);
+            }
+            None => {}
+        }
+    }
+
+    /// The watched process's end: its leader's status once the leader and
+    /// every other thread of it have exited.
+    pub fn ended(&mut self) -> Option<WaitStatus> {
+        self.exit?;
+        let main = self.main;
+        // A thread that was there when another one called execve vanishes
+        // without an exit report: the kernel gives its tid to nobody else.
+        self.tasks.retain(|&tid, &mut g| {
+            g != main || std::path::Path::new(&format!("/proc/{tid}")).exists()
+        });
+        let threads_left = self.tasks.values().any(|&g| g == main);
+        self.exit.filter(|_| !threads_left)
+    }
+
+    /// Whether `tid` is traced and has not exited.
+    pub fn traces(&self, tid: i32) -> bool {
+        self.tasks.contains_key(&tid)
+    }
+
+    /// Lets every traced task go on untraced (after `-p`): each is
+    /// interrupted and detached, with any signal it was about to get.
+    /// Tasks born meanwhile are detached too. Gives up after `timeout`
+    /// (the kernel detaches what is left when perfunc exits).
+    pub fn detach_all(&mut self, timeout: Duration) {
+        for &tid in self.tasks.keys() {
+            if self.held.contains_key(&tid) {
+                continue;
+            }
+            let _ = ptrace(libc::PTRACE_INTERRUPT, tid, 0);
+        }
+        for tid in std::mem::take(&mut self.held).into_keys() {
+            if ptrace(libc::PTRACE_DETACH, tid, 0).is_ok() {
+                self.tasks.remove(&tid);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while !self.tasks.is_empty() && Instant::now() < deadline {
+            let (tid, status) = match wait_any() {
+                Ok(Some(reported)) => reported,
+                Ok(None) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(_) => break,
+            };
+            let signal = match decode(status) {
+                Some(Status::Exited(_)) | None => {
+                    self.tasks.remove(&tid);
+                    continue;
+                }
+                Some(Status::Signal(s)) => s,
+                Some(Status::Event { event, signal })
+                    if event == libc::PTRACE_EVENT_STOP && is_stop_signal(signal) =>
+                {
+                    signal
+                }
+                Some(Status::Event { .. }) => 0,
+            };
+            let _ = ptrace(libc::PTRACE_DETACH, tid, signal as usize);
+            self.tasks.remove(&tid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_wait_statuses() {
+        // Exited with 3; killed by SIGKILL; a clone event stop; a
+        // signal-delivery-stop of SIGUSR1.
+        assert_eq!(decode(3 << 8), Some(Status::Exited(WaitStatus::Exited(3))));
+        assert_eq!(
+            decode(libc::SIGKILL),
+            Some(Status::Exited(WaitStatus::Signaled {
+                signal: libc::SIGKILL,
+                core_dumped: false
+            }))
+        );
+        let clone = 0x7f | (libc::SIGTRAP << 8) | (libc::PTRACE_EVENT_CLONE << 16);
+        assert_eq!(
+            decode(clone),
+            Some(Status::Event {
+                event: libc::PTRACE_EVENT_CLONE,
+                signal: libc::SIGTRAP
+            })
+        );
+        assert_eq!(
+            decode(0x7f | (libc::SIGUSR1 << 8)),
+            Some(Status::Signal(libc::SIGUSR1))
+        );
+    }
+}
