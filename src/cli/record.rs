@@ -297,13 +297,22 @@ impl Outcome {
                 human_bytes(self.bytes),
             );
         }
-        if footer.lost > 0 {
+        if self.result.kernel_missed > 0 {
+            eprintln!(
+                "perfunc: warning: the kernel missed {} kernel-function probe hits (a return \
+                 is missed when {} calls of one function are open at once, a hit inside \
+                 another probe's handler is skipped); the report counts them as lost",
+                self.result.kernel_missed,
+                crate::kernel::KRETPROBE_MAXACTIVE
+            );
+        }
+        if footer.lost > self.result.kernel_missed {
             eprintln!(
                 "perfunc: warning: {} probe hits were counted by the kernel but not recorded: \
                  a ring buffer was full (record again with a larger --buffer-size, now {}), \
                  or they fired while their CPU was writing another record (interrupts and \
                  softirqs in a system-wide recording); the report counts them as lost",
-                footer.lost,
+                footer.lost - self.result.kernel_missed,
                 human_bytes(plan.buffer_bytes as u64)
             );
         }

@@ -14,8 +14,16 @@ pub fn kprobe_event_name(index: usize, retprobe: bool) -> String {
     }
 }
 
+/// How many calls of one function a kretprobe can follow at once
+/// (`rMAXACTIVE:` in `kprobe_events`; the kernel's own default is
+/// `max(10, 2 × CPUs)`, and 4096 its limit). A return beyond it is missed
+/// and counted in `kprobe_profile`, which perfunc folds into the trace's
+/// lost records. 1024 instances cost about 64 KiB per probed function.
+pub const KRETPROBE_MAXACTIVE: u32 = 1024;
+
 /// The `kprobe_events` lines that create the entry and return probes of
-/// `symbol`: `p:GROUP/kINDEX SYMBOL` and `r:GROUP/kINDEX_ret SYMBOL`.
+/// `symbol`: `p:GROUP/kINDEX SYMBOL` and `rMAXACTIVE:GROUP/kINDEX_ret
+/// SYMBOL` ([`KRETPROBE_MAXACTIVE`]).
 ///
 /// `group` is a tracefs group name (letters, digits and `_`, not starting
 /// with a digit), e.g. `perfunc_1234`; `symbol` is what kprobes accept
@@ -28,13 +36,39 @@ pub fn kprobe_lines(
 ) -> Result<(String, String), KernelError> {
     check_group(group)?;
     check_symbol(symbol)?;
-    let line = |kind: char, retprobe: bool| {
+    let line = |kind: &str, retprobe: bool| {
         format!(
             "{kind}:{group}/{} {symbol}",
             kprobe_event_name(index, retprobe)
         )
     };
-    Ok((line('p', false), line('r', true)))
+    Ok((
+        line("p", false),
+        line(&format!("r{KRETPROBE_MAXACTIVE}"), true),
+    ))
+}
+
+/// The probe hits the kernel missed, from tracefs `kprobe_profile`
+/// (`EVENT HITS MISSES` per line), summed over the events `names` of
+/// `group`: a kretprobe misses a return when all its instances are in use,
+/// a kprobe a hit inside another kprobe's handler. EVENT is `GROUP/NAME`
+/// on recent kernels and the bare NAME on older ones (6.1), where a
+/// concurrent perfunc's events of the same name are counted too.
+pub fn kprobe_missed(profile: &str, group: &str, names: &[&str]) -> u64 {
+    profile
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let event = f.next()?;
+            let missed = f.nth(1)?.parse::<u64>().ok()?;
+            let name = match event.split_once('/') {
+                Some((g, name)) if g == group => name,
+                Some(_) => return None,
+                None => event,
+            };
+            names.contains(&name).then_some(missed)
+        })
+        .sum()
 }
 
 /// The `kprobe_events` (or `uprobe_events`) line that removes the event
@@ -91,19 +125,33 @@ mod tests {
     }
 
     #[test]
+    fn missed_hits_are_summed_over_the_group() {
+        let profile = "  perfunc_12/k0                                      40               0\n\
+                       \x20 perfunc_12/k0_ret                                  37               3\n\
+                       \x20 perfunc_13/k0_ret                                  10               9\n\
+                       \x20 other/k0_ret                                        1               1\n";
+        let ours = ["k0", "k0_ret"];
+        assert_eq!(kprobe_missed(profile, "perfunc_12", &ours), 3);
+        assert_eq!(kprobe_missed(profile, "perfunc_1", &ours), 0);
+        assert_eq!(kprobe_missed("", "perfunc_12", &ours), 0);
+        let bare = "  k0        40     0\n  k0_ret    37     3\n  k1_ret  5  5\n";
+        assert_eq!(kprobe_missed(bare, "perfunc_12", &["k1", "k1_ret"]), 5);
+    }
+
+    #[test]
     fn probe_and_removal_lines() {
         assert_eq!(
             kprobe_lines("perfunc_1234", 0, "vfs_read").unwrap(),
             lines(
                 "p:perfunc_1234/k0 vfs_read",
-                "r:perfunc_1234/k0_ret vfs_read"
+                "r1024:perfunc_1234/k0_ret vfs_read"
             )
         );
         assert_eq!(
             kprobe_lines("_pf", 7, "ext4:ext4_file_read_iter").unwrap(),
             lines(
                 "p:_pf/k7 ext4:ext4_file_read_iter",
-                "r:_pf/k7_ret ext4:ext4_file_read_iter"
+                "r1024:_pf/k7_ret ext4:ext4_file_read_iter"
             )
         );
         assert_eq!(

@@ -40,7 +40,9 @@ pub use format::{parse_format, Field, TracepointFormat};
 pub use kallsyms::{
     addresses_hidden, match_functions, parse_filter_functions, parse_kallsyms, KernelSymbol,
 };
-pub use kprobe::{kprobe_event_name, kprobe_lines, kprobe_removal_line};
+pub use kprobe::{
+    kprobe_event_name, kprobe_lines, kprobe_missed, kprobe_removal_line, KRETPROBE_MAXACTIVE,
+};
 pub use spec::KernelProbe;
 
 /// What can go wrong when reading a kernel probe spec or a kernel text.

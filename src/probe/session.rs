@@ -216,6 +216,8 @@ pub struct RecordResult {
     pub stopped_by: Option<i32>,
     /// Threads seen in samples.
     pub threads: usize,
+    /// Kernel-function probe hits the kernel missed (in `footer.lost`).
+    pub kernel_missed: u64,
 }
 
 /// The signals that stop a recording cleanly.
@@ -483,6 +485,13 @@ pub fn record<W: Write>(
             )
         }
     };
+    // Returns the kernel's kretprobes missed (all their instances in use)
+    // have an entry and no return in the trace: counted as lost.
+    let result = result.map(|mut r| {
+        r.kernel_missed = probes.kernel_missed();
+        r.footer.lost += r.kernel_missed;
+        r
+    });
     drop(probes);
     result
 }
@@ -1131,6 +1140,7 @@ fn run<W: Write>(
         footer,
         stopped_by,
         threads: events.tally.tids.len(),
+        kernel_missed: 0,
     })
 }
 

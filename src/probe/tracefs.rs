@@ -295,6 +295,22 @@ impl ProbeSet {
         })
     }
 
+    /// The hits the kernel missed on the set's kprobes so far (see
+    /// [`crate::kernel::kprobe_missed`]); 0 without kprobes.
+    pub fn kernel_missed(&self) -> u64 {
+        let names: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|(kind, _)| *kind == DynamicKind::Kprobe)
+            .map(|(_, name)| name.as_str())
+            .collect();
+        if names.is_empty() {
+            return 0;
+        }
+        std::fs::read_to_string(self.tracefs.root().join("kprobe_profile"))
+            .map_or(0, |p| crate::kernel::kprobe_missed(&p, &self.group, &names))
+    }
+
     /// Removes every probe of the set. Perf events on them must be closed
     /// first, or the kernel answers EBUSY.
     pub fn remove_all(&mut self) -> Result<(), ProbeError> {

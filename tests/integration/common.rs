@@ -166,6 +166,12 @@ pub fn probe_id(trace: &Trace, function: &str) -> u32 {
 /// The uprobe definitions in tracefs that belong to the perfunc process
 /// `pid`.
 pub fn probes_left_by(pid: u32) -> Vec<String> {
+    definitions_left_by(pid, "uprobe_events")
+}
+
+/// The definitions in tracefs file `file` (`uprobe_events`,
+/// `kprobe_events`) that belong to the perfunc process `pid`.
+pub fn definitions_left_by(pid: u32, file: &str) -> Vec<String> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let root = mounts
         .lines()
@@ -174,7 +180,7 @@ pub fn probes_left_by(pid: u32) -> Vec<String> {
             (f.get(2) == Some(&"tracefs")).then(|| PathBuf::from(f[1]))
         })
         .expect("tracefs is mounted after a recording");
-    let events = std::fs::read_to_string(root.join("uprobe_events")).unwrap();
+    let events = std::fs::read_to_string(root.join(file)).unwrap();
     let group = format!("perfunc_{pid}/");
     events
         .lines()
