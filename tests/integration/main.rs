@@ -10,5 +10,6 @@ mod common;
 mod compare;
 mod errors;
 mod kernel;
+mod output;
 mod record;
 mod signals;
