@@ -42,9 +42,6 @@ impl AtomicOutput {
     /// to another user, or the new file cannot be created beside it; each
     /// error names the path.
     pub fn create(path: &Path) -> io::Result<AtomicOutput> {
-        let named = |e: io::Error, what: &Path| {
-            io::Error::new(e.kind(), format!("cannot create {}: {e}", what.display()))
-        };
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => {
                 return Err(io::Error::new(
@@ -62,12 +59,23 @@ impl AtomicOutput {
                     .write(true)
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(path)
-                    .map_err(|e| named(e, path))?;
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+                    })?;
                 return Ok(AtomicOutput::in_place(file, path));
             }
             _ => {}
         }
-        let (file, temp) = create_temp(path).map_err(|(e, temp)| named(e, &temp))?;
+        let (file, temp) = create_temp(path).map_err(|(e, temp)| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create {} (to be renamed to {}): {e}",
+                    temp.display(),
+                    path.display()
+                ),
+            )
+        })?;
         Ok(AtomicOutput {
             file,
             path: path.to_owned(),
