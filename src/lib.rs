@@ -19,6 +19,8 @@
 //! - [`report`]: the report formats and the flamegraph input (pure).
 //! - [`diff`]: two runs compared function by function, with the
 //!   statistics to back each verdict (pure).
+//! - `output` (Linux only): output files replaced whole on success, never
+//!   written through a symlink.
 //! - [`cli`]: command-line definitions and the commands built on the rest.
 
 pub mod analysis;
@@ -29,6 +31,8 @@ pub mod demo;
 pub mod diff;
 pub mod events;
 pub mod kernel;
+#[cfg(target_os = "linux")]
+pub mod output;
 #[cfg(target_os = "linux")]
 pub mod probe;
 pub mod report;

@@ -1,7 +1,8 @@
 //! `perfunc calibrate`, and the profile a recording uses.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use super::record::{select_counters, Plan};
 use super::CalibrateArgs;
 use crate::calibration::{self, CalibrationDeltas, CALIBRATION_SYSCALL, TARGET_PATTERN};
 use crate::events::{CounterSpec, Unit};
+use crate::output::{open_nofollow, AtomicOutput};
 use crate::probe::{pmu, RecordTarget};
 use crate::report::format_value;
 use crate::trace::TraceReader;
@@ -54,11 +56,14 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<i32> {
     let profile = measure(&counters, args.calls, args.rounds)?;
     let path = match &args.output {
         Some(path) => {
-            std::fs::write(path, profile.to_json())
-                .with_context(|| format!("failed to write {}", path.display()))?;
+            write_profile(path, &profile, true)?;
             path.clone()
         }
-        None => store(&profile)?,
+        None => {
+            let dir = calibration::cache_dir()
+                .context("no cache directory: set XDG_CACHE_HOME or HOME, or give -o FILE")?;
+            store(&profile, &dir).context("give -o FILE to write the profile elsewhere")?
+        }
     };
     print_profile(&profile, &counters);
     eprintln!(
@@ -120,6 +125,8 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
     let exe = std::env::current_exe().context("cannot find perfunc's own executable")?;
     let output =
         std::env::temp_dir().join(format!("perfunc-calibrate-{}.trace", std::process::id()));
+    // One left by a killed perfunc of the same pid would be kept as .old.
+    let _ = std::fs::remove_file(&output);
     let plan = Plan {
         counters: counters.to_vec(),
         functions: vec![TARGET_PATTERN.to_owned()],
@@ -174,15 +181,73 @@ fn read_deltas(path: &Path) -> anyhow::Result<CalibrationDeltas> {
     Ok(calibration::deltas(reader)?)
 }
 
-/// Writes `profile` into the cache; returns its path.
-fn store(profile: &Profile) -> anyhow::Result<PathBuf> {
-    let dir = calibration::cache_dir()
-        .context("no cache directory: set XDG_CACHE_HOME or HOME, or give -o FILE")?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+/// Writes `profile` to `path` through a new file renamed into place,
+/// keeping a previous file as `NAME.old` when `keep_old`.
+fn write_profile(path: &Path, profile: &Profile, keep_old: bool) -> anyhow::Result<()> {
+    let out = AtomicOutput::create(path)?;
+    out.file()
+        .write_all(profile.to_json().as_bytes())
+        .with_context(|| format!("failed to write {}", out.temp_path().display()))?;
+    if keep_old {
+        out.commit()
+    } else {
+        out.replace()
+    }
+    .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Writes `profile` into the cache directory `dir`, creating it (mode
+/// 0700) when missing; returns the profile's path.
+fn store(profile: &Profile, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create {}", dir.display()))?;
+    if let Some(why) = cache_dir_refusal(dir) {
+        anyhow::bail!(
+            "refusing to use the calibration cache {}: {why}",
+            dir.display()
+        );
+    }
     let path = dir.join(profile.key.file_name());
-    std::fs::write(&path, profile.to_json())
-        .with_context(|| format!("failed to write {}", path.display()))?;
+    write_profile(&path, profile, false)?;
     Ok(path)
+}
+
+/// Why the cache directory `dir` must not be used, if it must not: it has
+/// to be a directory itself (not a symlink to one), owned by the effective
+/// user, that neither its group nor others can write. Otherwise whoever
+/// planted it could feed a recording a false profile, or (through a link)
+/// make root write where they choose.
+pub fn cache_dir_refusal(dir: &Path) -> Option<String> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) => return Some(e.to_string()),
+    };
+    let euid = crate::probe::sys::euid();
+    let mode = meta.mode() & 0o7777;
+    if meta.file_type().is_symlink() {
+        Some("it is a symlink".to_owned())
+    } else if !meta.is_dir() {
+        Some("it is not a directory".to_owned())
+    } else if meta.uid() != euid {
+        Some(format!(
+            "it belongs to uid {}, not to uid {euid}",
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!("its group or others can write it (mode {mode:o})"))
+    } else {
+        None
+    }
+}
+
+/// The cached profile at `path`, read without following a symlink.
+fn read_cached(path: &Path) -> Option<Profile> {
+    let mut text = String::new();
+    open_nofollow(path).ok()?.read_to_string(&mut text).ok()?;
+    Profile::from_json(&text).ok()
 }
 
 /// The profile a recording of `counters` stores in its trace.
@@ -213,10 +278,24 @@ pub fn profile_for_recording(
         }
         CalibrationMode::Auto => {
             let key = calibration::key(counters, &pmu::kernel_release(), &pmu::cpu_model());
-            let cached = calibration::cache_dir()
-                .map(|dir| dir.join(key.file_name()))
-                .and_then(|path| std::fs::read_to_string(path).ok())
-                .and_then(|text| Profile::from_json(&text).ok())
+            let mut dir = calibration::cache_dir();
+            // A directory that is there must be safe to read; one that is
+            // not is created (and checked) when the profile is stored.
+            if let Some(d) = dir
+                .as_ref()
+                .filter(|d| std::fs::symlink_metadata(d).is_ok())
+            {
+                if let Some(why) = cache_dir_refusal(d) {
+                    eprintln!(
+                        "perfunc: warning: not using the calibration cache {}: {why}",
+                        d.display()
+                    );
+                    dir = None;
+                }
+            }
+            let cached = dir
+                .as_ref()
+                .and_then(|d| read_cached(&d.join(key.file_name())))
                 .filter(|p| p.key == key);
             if let Some(profile) = cached {
                 return Ok(Some(profile));
@@ -228,7 +307,15 @@ pub fn profile_for_recording(
                 );
             }
             let profile = measure(counters, DEFAULT_CALLS, DEFAULT_ROUNDS)?;
-            if let Err(e) = store(&profile) {
+            let stored = match (&dir, calibration::cache_dir()) {
+                (Some(d), _) => store(&profile, d).map(drop),
+                // Refused above, and said so.
+                (None, Some(_)) => Ok(()),
+                (None, None) => Err(anyhow::anyhow!(
+                    "no cache directory: set XDG_CACHE_HOME or HOME"
+                )),
+            };
+            if let Err(e) = stored {
                 eprintln!("perfunc: warning: the calibration profile is not cached: {e:#}");
             }
             Ok(Some(profile))

@@ -24,6 +24,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             false,
         ),
     };
+    if !keep {
+        // One left by a killed perfunc of the same pid would be kept as .old.
+        let _ = std::fs::remove_file(&output);
+    }
     let plan = Plan {
         counters: select_counters(&args.events)?,
         functions: vec![DEMO_FUNCTIONS.to_owned()],

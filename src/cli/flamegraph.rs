@@ -1,6 +1,5 @@
 //! `perfunc flamegraph`: the probed call tree as a flamegraph.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +11,7 @@ use super::FlamegraphArgs;
 use crate::analysis::{self, Analysis, AnalysisOptions};
 use crate::callchain::{self, Chains};
 use crate::events::CounterSpec;
+use crate::output::AtomicOutput;
 use crate::report::flame::{self, CallerTree, Root};
 use crate::report::{counter_index, format_value};
 
@@ -102,15 +102,20 @@ fn with_callers(
     Ok((analysis, counter, folded))
 }
 
-/// Creates `path` and writes it with `write`, naming the file on failure.
+/// Writes `path` with `write`, naming the file on failure. The file is
+/// written beside `path` and renamed into place only when whole (see
+/// [`AtomicOutput`]): a failure leaves the file there as it was, and a
+/// symlink at `path` is replaced, not followed.
 pub(super) fn write_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let file =
-        File::create(path).with_context(|| format!("failed to create {}", path.display()))?;
-    let mut out = BufWriter::new(file);
+    let file = AtomicOutput::create(path)?;
+    let mut out = BufWriter::new(file.file());
     write(&mut out)
         .and_then(|()| Ok(out.flush()?))
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    drop(out);
+    file.replace()
         .with_context(|| format!("failed to write {}", path.display()))
 }

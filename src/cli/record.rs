@@ -1,7 +1,6 @@
 //! `perfunc record`.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::BufWriter;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use super::kernel::{self, KernelSite};
 use super::units::human_bytes;
 use super::RecordArgs;
 use crate::events::{self, CounterSpec, DEFAULT_FALLBACK, DEFAULT_HARDWARE};
+use crate::output::AtomicOutput;
 use crate::probe::pmu::{self, SysfsPmus};
 use crate::probe::sys::signal_name;
 use crate::probe::{
@@ -136,9 +136,10 @@ impl Plan {
             .collect();
         check_unchanged(&resolved)?;
 
-        let file = File::create(&self.output)
-            .with_context(|| format!("failed to create {}", self.output.display()))?;
-        let mut writer = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &header)?;
+        // The trace goes to a new file beside the output, renamed into
+        // place once there is something to keep: a recording that fails
+        // leaves the file already there as it was.
+        let out = AtomicOutput::create(&self.output)?;
         let opts = RecordOptions {
             counters: self.counters.clone(),
             probes,
@@ -149,20 +150,43 @@ impl Plan {
             callchain: self.callchain,
             follow,
         };
-        let result = probe::record(&opts, &mut writer);
-        // Whatever happened, keep what was recorded readable.
-        let result = match result {
-            Ok(result) => result,
+        let mut writer =
+            TraceWriter::new(BufWriter::with_capacity(1 << 20, out.file()), &header)
+                .with_context(|| format!("failed to write {}", out.temp_path().display()))?;
+        let header_bytes = writer.bytes_written();
+        let recorded = probe::record(&opts, &mut writer);
+        let (bytes, samples) = (writer.bytes_written(), writer.samples_written());
+        let mut written = bytes > header_bytes;
+        let failed = match recorded {
+            Ok(result) => match writer.finish(&result.footer).map(drop) {
+                Ok(()) => {
+                    out.commit()
+                        .with_context(|| format!("failed to write {}", self.output.display()))?;
+                    return Ok(Outcome { result, bytes });
+                }
+                Err(e) => anyhow::Error::from(e)
+                    .context(format!("failed to finish {}", self.output.display())),
+            },
             Err(e) => {
                 let _ = writer.flush();
-                return Err(e.into());
+                written = writer.bytes_written() > header_bytes;
+                drop(writer);
+                e.into()
             }
         };
-        let bytes = writer.bytes_written();
-        writer
-            .finish(&result.footer)
-            .with_context(|| format!("failed to finish {}", self.output.display()))?;
-        Ok(Outcome { result, bytes })
+        // Keep what was recorded readable; a recording that failed before
+        // its first record leaves the old file as it was and nothing else.
+        if samples > 0 && written {
+            match out.commit() {
+                Ok(()) => eprintln!(
+                    "perfunc: the recording failed after {samples} records; what was written \
+                     is in {} (read it with `perfunc report --salvage`)",
+                    self.output.display()
+                ),
+                Err(e) => eprintln!("perfunc: {e}"),
+            }
+        }
+        Err(failed)
     }
 
     /// Where the probes of `f` go, and the class of the instruction there.

@@ -11,5 +11,6 @@ mod compare;
 mod errors;
 mod kernel;
 mod kprobes;
+mod output;
 mod record;
 mod signals;

@@ -9,6 +9,24 @@ use perfunc::trace::TraceEnd;
 
 use crate::common::*;
 
+/// The size of the trace being written for `out`: until the recording
+/// ends it is `.NAME.<pid>.<n>.tmp` beside `out`.
+fn recording_size(out: &Path) -> u64 {
+    let prefix = format!(".{}.", out.file_name().unwrap().to_str().unwrap());
+    std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(&prefix) && name.ends_with(".tmp")
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Starts `perfunc record` on the slow workload and waits until samples
 /// have reached the trace file.
 fn start_slow_recording(out: &Path) -> Child {
@@ -30,7 +48,7 @@ fn start_slow_recording(out: &Path) -> Child {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(out).map_or(0, |m| m.len()) < 4096 {
+    while recording_size(out) < 4096 {
         assert!(Instant::now() < deadline, "no samples after 20 s");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -54,6 +72,7 @@ fn stop_with(signal: i32) {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + signal));
     assert_eq!(probes_left_by(pid), Vec::<String>::new());
+    assert_eq!(recording_size(&out), 0, "the temporary file is left");
     let t = trace(&out);
     let TraceEnd::Complete(footer) = &t.end else {
         panic!("the trace was not finished")
