@@ -9,6 +9,7 @@ mod chains;
 mod common;
 mod compare;
 mod errors;
+mod follow;
 mod kernel;
 mod kprobes;
 mod output;
