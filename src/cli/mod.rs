@@ -125,7 +125,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "TIME", value_parser = units::parse_duration)]
     duration: Option<std::time::Duration>,
 
-    /// Ring buffer per CPU (e.g. 32M, 256K); a power of two is used.
+    /// Ring buffer per CPU with --follow inherit and -a, per thread with
+    /// --follow per-thread, where each task after the first gets at most
+    /// 4M (e.g. 32M, 256K); a power of two is used.
     #[arg(short = 'm', long, value_name = "SIZE", default_value = "32M", value_parser = units::parse_size)]
     buffer_size: usize,
 

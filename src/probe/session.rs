@@ -223,6 +223,11 @@ pub struct RecordResult {
 /// The signals that stop a recording cleanly.
 const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
+/// The ring of each task after the target's first (`--follow
+/// per-thread`), when `-m` is larger: setting up a ring costs about 1.3 ms
+/// per MiB here, and a shell may start hundreds of processes.
+const LATER_TASK_RING: usize = 4 << 20;
+
 /// Poll timeout: how late perfunc notices an exit or a signal at worst.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -716,6 +721,12 @@ impl Events {
             None => RingOf::Task(pid),
         };
         let ring = self.ring(ring_of);
+        // A task after the first gets a smaller ring: a 32 MiB ring costs
+        // ~40 ms to set up, too much for every process a shell starts.
+        let ring_bytes = match ring_of {
+            RingOf::Task(_) if !self.rings.is_empty() => opts.buffer_bytes.min(LATER_TASK_RING),
+            _ => opts.buffer_bytes,
+        };
         let key = match &target.place {
             Place::Tracepoints { key, .. } => key.clone(),
             _ => None,
@@ -762,7 +773,7 @@ impl Events {
             // the threads' forks, exits and names.
             .task(ring.is_none())
             .comm(ring.is_none())
-            .wakeup_watermark(opts.buffer_bytes / 4);
+            .wakeup_watermark(ring_bytes / 4);
         let mut leader = leader.build().map_err(open_err)?;
 
         let mut ret = probe_builder(probe.return_id, pid, cpu, self.inherit);
@@ -821,14 +832,13 @@ impl Events {
                 fd
             }
             None => {
-                let sampler =
-                    leader
-                        .sampled(opts.buffer_bytes)
-                        .map_err(|cause| ProbeError::Mmap {
-                            ring: ring_of.describe(),
-                            bytes: opts.buffer_bytes,
-                            cause,
-                        })?;
+                let sampler = leader
+                    .sampled(ring_bytes)
+                    .map_err(|cause| ProbeError::Mmap {
+                        ring: ring_of.describe(),
+                        bytes: ring_bytes,
+                        cause,
+                    })?;
                 let fd = sampler.as_raw_fd();
                 self.leaders.push((self.rings.len(), leader_fd));
                 self.rings.push((ring_of, sampler));
