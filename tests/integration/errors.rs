@@ -292,6 +292,32 @@ fn salvage_resynchronises_after_a_flipped_byte_in_the_first_chunk() {
         text.contains(&format!("damaged bytes {first}..{second} ")),
         "{text}"
     );
+    let script = run_expect(&["script", "--salvage", "-i", path], 0);
+    let lines = String::from_utf8_lossy(&script.stdout);
+    let records = lines.lines().filter(|l| l.contains(" pf_leaf ")).count();
+    assert_eq!(serde_json::json!(records), report["trace"]["records"]);
+    let warning = String::from_utf8_lossy(&script.stderr);
+    assert!(
+        warning.contains(&format!("skipped bytes {first}..{second} ")),
+        "{warning}"
+    );
+    let svg = dir.path().join("f.svg");
+    let flame = run_expect(
+        &[
+            "flamegraph",
+            "--salvage",
+            "-i",
+            path,
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+        0,
+    );
+    let warning = String::from_utf8_lossy(&flame.stderr);
+    assert!(
+        warning.contains(&format!("skipped bytes {first}..{second} ")),
+        "{warning}"
+    );
 
     // A damaged length field in a complete trace is corruption, not a
     // recording cut short.
