@@ -530,20 +530,24 @@ impl<R: Read> Input<R> {
     }
 
     /// The next `n` bytes without consuming them; fewer only at the end of
-    /// the input.
+    /// the input. Reads at least [`SCAN_WINDOW`] bytes at a time, and moves
+    /// the unread bytes to the front only once they are less than half of
+    /// the buffer, so a search that peeks after every byte stays linear.
     fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
-        if self.pos > 0 && self.back.len() - self.pos < n {
-            self.back.drain(..self.pos);
-            self.pos = 0;
-        }
-        while self.back.len() < n {
-            let have = self.back.len();
-            let want = (n - have).min(READ_STEP);
-            self.back.resize(have + want, 0);
-            let got = read_up_to(&mut self.r, &mut self.back[have..])?;
-            self.back.truncate(have + got);
-            if got < want {
-                break;
+        if self.back.len() - self.pos < n {
+            if self.pos >= self.back.len() / 2 {
+                self.back.drain(..self.pos);
+                self.pos = 0;
+            }
+            while self.back.len() - self.pos < n {
+                let have = self.back.len();
+                let want = (n - (have - self.pos)).clamp(SCAN_WINDOW, READ_STEP);
+                self.back.resize(have + want, 0);
+                let got = read_up_to(&mut self.r, &mut self.back[have..])?;
+                self.back.truncate(have + got);
+                if got < want {
+                    break;
+                }
             }
         }
         let end = self.back.len().min(self.pos + n);
