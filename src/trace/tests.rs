@@ -891,3 +891,35 @@ fn salvage_of_an_undamaged_trace_reads_it_all() {
     assert!(damage.is_empty(), "{damage:?}");
     assert_eq!(end, read_all(cut).unwrap().end);
 }
+
+#[test]
+fn salvage_after_any_flipped_byte_loses_exactly_its_chunk() {
+    let header = header(1);
+    let bytes = write_trace(&header, 30, 4 * record_size(1));
+    let ends = chunk_ends(&bytes);
+    let footer_at = ends[ends.len() - 2].0;
+    let all = read_all(&bytes[..]).unwrap();
+    for at in ends[0].0..bytes.len() as u64 {
+        let mut damaged = bytes.clone();
+        damaged[at as usize] ^= 0x20;
+        let k = ends.iter().rposition(|&(start, _)| start <= at).unwrap();
+        let (start, end) = (ends[k].0, ends[k + 1].0);
+        let (samples, _, damage, trace_end) = salvage(&damaged[..]);
+        let ranges: Vec<_> = damage.iter().map(|d| (d.start, d.end)).collect();
+        let lost = ends[k].1..ends[k + 1].1;
+        assert_eq!(samples, samples_but(30, 1, lost), "flipped byte {at}");
+        if start == footer_at {
+            // Nothing follows the footer: with its length grown past the
+            // end it reads as a footer cut short, which it may well be.
+            let grown = (start + 8..start + 12).contains(&at) && ranges.is_empty();
+            assert!(grown || ranges == [(start, end)], "flipped byte {at}");
+            assert!(
+                matches!(trace_end, TraceEnd::Truncated { last_whole_chunk_end, .. } if last_whole_chunk_end == footer_at),
+                "flipped byte {at}: {trace_end:?}"
+            );
+        } else {
+            assert_eq!(ranges, [(start, end)], "flipped byte {at}");
+            assert_eq!(trace_end, all.end, "flipped byte {at}");
+        }
+    }
+}
