@@ -391,12 +391,13 @@ impl<R: Read> TraceReader<R> {
         let count = header.count as usize;
         let row = record_size(self.header.counters.len() + usize::from(self.header.key_column));
         let sane = match header.kind {
-            ChunkKind::Samples => count.checked_mul(row) == Some(len),
+            ChunkKind::Samples => count.checked_mul(row) == Some(len) && len <= MAX_PAYLOAD,
             ChunkKind::Events => {
                 count.checked_mul(4).is_some_and(|n| n <= len) && len <= MAX_PAYLOAD
             }
             ChunkKind::Footer => count == 1 && len <= MAX_FOOTER,
-            ChunkKind::Unknown(_) => len <= MAX_PAYLOAD,
+            // Kinds to come are small numbers, like those of today.
+            ChunkKind::Unknown(code) => code < 256 && len <= MAX_PAYLOAD,
         };
         if !sane {
             return Ok(false);
@@ -560,9 +561,9 @@ impl<R: Read> Input<R> {
         debug_assert!(self.pos <= self.back.len());
     }
 
-    /// Drops the bytes handed back.
+    /// Drops the bytes handed back, and their buffer.
     fn discard(&mut self) {
-        self.back.clear();
+        self.back = Vec::new();
         self.pos = 0;
     }
 }
