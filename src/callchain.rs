@@ -82,21 +82,22 @@ struct Mapping {
 }
 
 /// Reads the chains of `reader`'s trace and resolves them; with `inline`,
-/// inlined functions are frames of their own; with `salvage`, a corrupt
-/// chunk ends the trace instead of failing. A trace recorded without
+/// inlined functions are frames of their own; with `salvage`, damaged
+/// chunks are skipped instead of failing. A trace recorded without
 /// `--callchain` has none and is not read.
 ///
 /// # Errors
 ///
 /// When the trace cannot be read.
 pub fn collect<R: Read>(
-    mut reader: TraceReader<R>,
+    reader: TraceReader<R>,
     inline: bool,
     salvage: bool,
 ) -> Result<Chains, TraceError> {
     if !reader.header().callchains {
         return Ok(Chains::default());
     }
+    let mut reader = reader.salvage(salvage);
     let mut maps: HashMap<u32, Vec<Mapping>> = HashMap::new();
     let mut forks: Vec<(u64, u32, u32)> = Vec::new();
     let mut raw: Vec<RawChain> = Vec::new();
@@ -105,7 +106,6 @@ pub fn collect<R: Read>(
         let chunk = match reader.next_chunk() {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(TraceError::CorruptChunk { .. }) if salvage => break,
             Err(e) => return Err(e),
         };
         let Chunk::Events(events) = chunk else {

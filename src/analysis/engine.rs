@@ -15,7 +15,7 @@ use super::{
     FunctionStats, Reason, TraceSummary,
 };
 use crate::events::CounterSpec;
-use crate::trace::{Target, TraceEnd, TraceError, TraceHeader, TraceReader};
+use crate::trace::{Target, TraceEnd, TraceHeader, TraceReader};
 
 /// `perf_event_attr` type and config of the `context-switches` counter.
 const CONTEXT_SWITCHES: (u32, u64) = (1, 3);
@@ -23,7 +23,7 @@ const CONTEXT_SWITCHES: (u32, u64) = (1, 3);
 /// Runs an analysis; `on_call` receives every complete call of a reported
 /// function.
 pub(super) fn run<R: Read>(
-    mut reader: TraceReader<R>,
+    reader: TraceReader<R>,
     opts: &AnalysisOptions,
     mut on_call: Option<&mut dyn FnMut(&Call)>,
 ) -> Result<Analysis, AnalysisError> {
@@ -46,7 +46,8 @@ pub(super) fn run<R: Read>(
         .num_threads(opts.threads.unwrap_or(0))
         .build()
         .map_err(AnalysisError::ThreadPool)?;
-    let mut orderer = Orderer::new(cfg.ncounters, cfg.keyed, opts.tid).salvage(opts.salvage);
+    let mut reader = reader.salvage(opts.salvage);
+    let mut orderer = Orderer::new(cfg.ncounters, cfg.keyed, opts.tid);
     let mut pairing = Pairing::new(cfg, opts.exact_limit);
     let mut batch = orderer.read_round(&mut reader)?;
     while !orderer.ended {
@@ -59,18 +60,12 @@ pub(super) fn run<R: Read>(
     }
     pool.install(|| pairing.process(&batch));
     pairing.deliver(&mut on_call);
-    let end = match &orderer.salvaged {
-        Some(TraceError::CorruptChunk { offset, .. }) => TraceEnd::Truncated {
-            last_whole_chunk_end: *offset,
-            bytes_lost: 0,
-        },
-        _ => reader
-            .end()
-            .cloned()
-            .expect("the orderer saw the trace end"),
-    };
+    let end = reader
+        .end()
+        .cloned()
+        .expect("the orderer saw the trace end");
     let mut trace = summarize(&header, &orderer, &end);
-    trace.salvaged = orderer.salvaged.as_ref().map(ToString::to_string);
+    trace.damaged = reader.damage().to_vec();
     Ok(pool.install(|| pairing.finish(&header, trace, opts.tree_per_thread)))
 }
 
@@ -97,7 +92,7 @@ fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSu
         threads: orderer.tids.len() as u64,
         complete,
         bytes_lost,
-        salvaged: None,
+        damaged: Vec::new(),
         has_profile: header.calibration.is_some(),
         system_wide: matches!(header.target, Target::SystemWide { .. }),
     }

@@ -178,8 +178,9 @@ pub struct AnalysisOptions {
     pub exact_limit: usize,
     /// Size of the rayon pool; `None` for rayon's default.
     pub threads: Option<usize>,
-    /// Stop at a corrupt chunk and analyze the whole chunks before it,
-    /// instead of failing (`--salvage`).
+    /// Skip damaged chunks and analyze every whole chunk around them,
+    /// instead of failing (`--salvage`); the skipped byte ranges are in
+    /// [`TraceSummary::damaged`].
     pub salvage: bool,
     /// The baseline statistic subtracted from every call when the trace
     /// holds a calibration profile (`--baseline`); `None` reports raw

@@ -8,6 +8,7 @@ use perfunc_calibrate::{ProfileKey, Statistic};
 use serde::Serialize;
 
 use crate::events::{CounterSpec, Unit};
+use crate::trace::Damage;
 
 /// Why a call is left out of the statistics (or, for flags, why it may be).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -203,9 +204,9 @@ pub struct TraceSummary {
     pub complete: bool,
     /// Bytes lost at the end of an incomplete trace.
     pub bytes_lost: u64,
-    /// With `--salvage`: the corruption the analysis stopped at (the whole
-    /// chunks before it were analyzed).
-    pub salvaged: Option<String>,
+    /// With `--salvage`: the damaged byte ranges skipped, in file order
+    /// (the whole chunks around them were analyzed).
+    pub damaged: Vec<Damage>,
     /// Whether the trace header holds a calibration profile (used or not).
     pub has_profile: bool,
     /// Whether the recording was system-wide (`-a`): per-CPU counters,

@@ -101,6 +101,10 @@ pub(super) enum EventKind {
     Lost { cpu: u32 },
     /// This thread exited.
     Exit { tid: u32 },
+    /// A damaged part of the trace was skipped (`--salvage`): what
+    /// happened in it is unknown, so no call open before it may be paired
+    /// with a return after it.
+    Gap,
 }
 
 /// An event and its time.
@@ -187,11 +191,8 @@ pub(super) struct Orderer {
     pub tids: HashSet<u32>,
     /// Whether the trace has ended.
     pub ended: bool,
-    /// Whether a corrupt chunk ends the trace (`--salvage`) instead of
-    /// failing the analysis.
-    salvage: bool,
-    /// The corruption that ended the trace under `salvage`.
-    pub salvaged: Option<TraceError>,
+    /// Damaged ranges of the trace already handled as gaps.
+    gaps: usize,
 }
 
 impl Orderer {
@@ -211,43 +212,28 @@ impl Orderer {
             lost: 0,
             tids: HashSet::new(),
             ended: false,
-            salvage: false,
-            salvaged: None,
-        }
-    }
-
-    /// Ends the trace at a corrupt chunk instead of failing: the whole
-    /// chunks before it are analyzed.
-    pub(super) fn salvage(mut self, salvage: bool) -> Self {
-        self.salvage = salvage;
-        self
-    }
-
-    /// The next chunk; under `salvage`, a corrupt chunk ends the trace.
-    fn next_chunk<R: Read>(
-        &mut self,
-        reader: &mut TraceReader<R>,
-    ) -> Result<Option<Chunk>, TraceError> {
-        match reader.next_chunk() {
-            Err(e @ TraceError::CorruptChunk { .. }) if self.salvage => {
-                self.salvaged = Some(e);
-                Ok(None)
-            }
-            other => other,
+            gaps: 0,
         }
     }
 
     /// Reads chunks up to the end of a round (or of the trace) and returns
-    /// what that releases.
+    /// what that releases. When the reader skipped a damaged range
+    /// (salvage mode) before the chunk it returned, everything read before
+    /// the range is released first, followed by a [`EventKind::Gap`].
     pub(super) fn read_round<R: Read>(
         &mut self,
         reader: &mut TraceReader<R>,
     ) -> Result<Batch, TraceError> {
         loop {
-            match self.next_chunk(reader)? {
+            let chunk = reader.next_chunk()?;
+            let gap = reader.damage().len() > self.gaps;
+            self.gaps = reader.damage().len();
+            let mut batch = if gap { Some(self.release_gap()) } else { None };
+            match chunk {
                 None => {
                     self.ended = true;
-                    return Ok(self.release(Some(u64::MAX)));
+                    // After a gap's release nothing is pending.
+                    return Ok(batch.unwrap_or_else(|| self.release(Some(u64::MAX))));
                 }
                 Some(Chunk::Samples(block)) => {
                     self.push_samples(&block);
@@ -256,11 +242,26 @@ impl Orderer {
                 Some(Chunk::Events(events)) => self.push_events(&events),
                 Some(Chunk::Footer(_)) => {}
             }
+            if let Some(batch) = batch.take() {
+                return Ok(batch);
+            }
             if reader.round_end() {
                 let cutoff = std::mem::replace(&mut self.watermark, self.seen_max);
                 return Ok(self.release(cutoff));
             }
         }
+    }
+
+    /// Releases every pending record and event, then a gap: the records
+    /// after a damaged range follow the gap, whatever their times.
+    fn release_gap(&mut self) -> Batch {
+        let mut batch = self.release(Some(u64::MAX));
+        batch.events.push(TimedEvent {
+            time: u64::MAX,
+            kind: EventKind::Gap,
+        });
+        self.watermark = self.seen_max;
+        batch
     }
 
     /// Gives the buffers of a processed batch back for reuse.

@@ -236,13 +236,21 @@ impl Thread {
                     self.close(cfg);
                 }
             }
+            // The returns of the open calls may be in the damaged range, and
+            // a return after it may belong to a call entered inside it.
+            EventKind::Gap => self.abandon(cfg, Reason::LostRecords),
         }
     }
 
     /// Ends every open frame as an entry without return.
     pub(super) fn close(&mut self, cfg: &PairConfig) {
+        self.abandon(cfg, Reason::EntryWithoutReturn);
+    }
+
+    /// Ends every open frame, counting it under `reason`.
+    fn abandon(&mut self, cfg: &PairConfig, reason: Reason) {
         while let Some(frame) = self.frames.pop() {
-            self.discard(cfg, frame.probe, Reason::EntryWithoutReturn);
+            self.discard(cfg, frame.probe, reason);
         }
         self.entry.clear();
         self.children.clear();

@@ -1400,3 +1400,69 @@ fn keyed_pairs_match_by_probe_and_key() {
     let deltas: Vec<(u64, i64)> = calls.iter().map(|c| (c.start, c.raw[0])).collect();
     assert_eq!(deltas, [(10, 7), (40, 1)]);
 }
+
+/// Offsets where the chunks of `bytes` start (the last: the footer).
+fn chunk_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut reader = TraceReader::new(bytes).unwrap();
+    let mut starts = vec![reader.offset() as usize];
+    while reader.next_chunk().unwrap().is_some() {
+        starts.push(reader.offset() as usize);
+    }
+    starts.pop();
+    starts
+}
+
+#[test]
+fn salvage_never_pairs_a_call_across_a_damaged_range() {
+    let mut f = Fixture::new(&["instructions"], &APP);
+    f.push(entry(10, OUTER, &[100]))
+        .push(entry(20, LEAF, &[110]))
+        .push(exit(30, LEAF, &[115]))
+        .round();
+    f.push(exit(40, OUTER, &[150]))
+        .push(entry(50, OUTER, &[160]))
+        .round();
+    f.push(entry(60, LEAF, &[170]))
+        .push(exit(70, LEAF, &[172]))
+        .push(exit(80, OUTER, &[200]))
+        .round();
+    let mut bytes = f.finish(0);
+    let starts = chunk_starts(&bytes);
+    assert_eq!(starts.len(), 4, "three samples chunks and the footer");
+    bytes[starts[1] + 20] ^= 0x01;
+    let salvage = AnalysisOptions {
+        salvage: true,
+        ..options()
+    };
+    let (a, calls) = calls(&bytes, &salvage);
+    assert_eq!(
+        a.trace
+            .damaged
+            .iter()
+            .map(|d| (d.start, d.end))
+            .collect::<Vec<_>>(),
+        [(starts[1] as u64, starts[2] as u64)]
+    );
+    assert_eq!(a.trace.records, 6, "the records on both sides");
+    assert!(a.trace.complete);
+    let outer = func(&a, "app::outer");
+    assert_eq!((outer.calls, outer.used), (2, 0));
+    assert_eq!(
+        outer.discarded,
+        counts(&[(Reason::ReturnWithoutEntry, 1), (Reason::LostRecords, 1)]),
+        "the call open at the damage is not paired with the return after it"
+    );
+    let leaf = func(&a, "app::leaf");
+    assert_eq!((leaf.calls, leaf.used), (2, 2));
+    let depths: Vec<_> = calls.iter().map(|c| (c.start, c.depth)).collect();
+    assert_eq!(
+        depths,
+        [(20, 1), (60, 0)],
+        "the second leaf is not nested in a stale outer"
+    );
+    let err = analyze(TraceReader::new(&bytes[..]).unwrap(), &options()).unwrap_err();
+    assert!(
+        matches!(&err, AnalysisError::Trace(TraceError::CorruptChunk { offset, .. }) if *offset == starts[1] as u64),
+        "{err}"
+    );
+}

@@ -20,11 +20,12 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
     let opts = AnalysisOptions {
         tid: args.tid,
         tree_per_thread: args.per_thread,
+        salvage: args.salvage,
         ..args.analysis.options()
     };
     // A damaged trace fails in the analysis below, which names the damage.
     let chains =
-        callchain::collect(open_trace(&args.input)?, args.inline, false).unwrap_or_default();
+        callchain::collect(open_trace(&args.input)?, args.inline, args.salvage).unwrap_or_default();
     let (analysis, counter, folded) = if chains.is_empty() {
         let analysis = analyze_file(&args.input, &opts)?;
         let counter = chosen_counter(&analysis.trace.counters, args.counter.as_deref())?;
@@ -60,6 +61,12 @@ pub fn run(args: &FlamegraphArgs) -> anyhow::Result<()> {
         format_value(folded.total() as f64, spec.unit),
         spec.name,
     );
+    for damage in &analysis.trace.damaged {
+        eprintln!(
+            "perfunc: warning: {} is damaged, skipped {damage}",
+            args.input.display()
+        );
+    }
     let s = chains.stats;
     if s.cut > 0 || s.unknown_frames > 0 {
         eprintln!(

@@ -210,6 +210,12 @@ pub struct ScriptArgs {
     /// The trace to print.
     #[arg(short, long, value_name = "FILE", default_value = "perfunc.trace")]
     input: PathBuf,
+
+    /// Read a damaged trace instead of failing: skip each damaged chunk,
+    /// go on at the next whole one, and list the damaged byte ranges on
+    /// stderr.
+    #[arg(long)]
+    salvage: bool,
 }
 
 /// `perfunc report`.
@@ -248,7 +254,8 @@ pub struct ReportArgs {
     #[arg(long)]
     lines: bool,
 
-    /// Report the whole chunks before a corrupt one instead of failing.
+    /// Read a damaged trace instead of failing: skip each damaged chunk,
+    /// go on at the next whole one, and list the damaged byte ranges.
     #[arg(long)]
     salvage: bool,
 
@@ -324,6 +331,12 @@ pub struct FlamegraphArgs {
     /// functions as frames of their own.
     #[arg(long)]
     inline: bool,
+
+    /// Read a damaged trace instead of failing: skip each damaged chunk,
+    /// go on at the next whole one, and list the damaged byte ranges on
+    /// stderr.
+    #[arg(long)]
+    salvage: bool,
 
     #[command(flatten)]
     analysis: AnalysisArgs,

@@ -6,7 +6,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use anyhow::Context;
 
 use super::ScriptArgs;
-use crate::trace::{Chunk, Event, SampleRef, TraceEnd, TraceHeader, TraceReader};
+use crate::trace::{Chunk, Damage, Event, SampleRef, TraceEnd, TraceHeader, TraceReader};
 
 /// Runs `perfunc script`.
 pub fn run(args: &ScriptArgs) -> anyhow::Result<()> {
@@ -14,9 +14,16 @@ pub fn run(args: &ScriptArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to open {}", args.input.display()))?;
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
-    let end = write_script(BufReader::with_capacity(1 << 20, file), &mut out)
+    let input = BufReader::with_capacity(1 << 20, file);
+    let (end, damage) = write_script(input, &mut out, args.salvage)
         .with_context(|| format!("failed to read {}", args.input.display()))?;
     out.flush()?;
+    for damage in &damage {
+        eprintln!(
+            "perfunc: warning: {} is damaged, skipped {damage}",
+            args.input.display()
+        );
+    }
     if let TraceEnd::Truncated {
         last_whole_chunk_end,
         bytes_lost,
@@ -32,9 +39,14 @@ pub fn run(args: &ScriptArgs) -> anyhow::Result<()> {
 }
 
 /// Writes every record of the trace in `input` to `out`; returns how the
-/// trace ended.
-pub fn write_script<R: Read, W: Write>(input: R, out: &mut W) -> anyhow::Result<TraceEnd> {
-    let mut reader = TraceReader::new(input)?;
+/// trace ended. With `salvage`, damaged chunks are skipped (see
+/// [`TraceReader::salvage`]) and the damaged ranges returned too.
+pub fn write_script<R: Read, W: Write>(
+    input: R,
+    out: &mut W,
+    salvage: bool,
+) -> anyhow::Result<(TraceEnd, Vec<Damage>)> {
+    let mut reader = TraceReader::new(input)?.salvage(salvage);
     let header = reader.header().clone();
     while let Some(chunk) = reader.next_chunk()? {
         match chunk {
@@ -51,10 +63,11 @@ pub fn write_script<R: Read, W: Write>(input: R, out: &mut W) -> anyhow::Result<
             Chunk::Footer(_) => {}
         }
     }
-    reader
+    let end = reader
         .end()
         .cloned()
-        .context("the trace reader stopped without saying how the trace ended")
+        .context("the trace reader stopped without saying how the trace ended")?;
+    Ok((end, reader.damage().to_vec()))
 }
 
 fn time(ns: u64) -> String {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::ReportWriter;
 use crate::analysis::{Analysis, CalibrationInfo, CounterStats, FunctionStats};
+use crate::trace::Damage;
 
 /// The JSON writer.
 pub struct Json;
@@ -30,8 +31,12 @@ struct TraceView<'a> {
     bytes_lost: u64,
     strict: bool,
     discarded: BTreeMap<&'static str, u64>,
+    /// With `--salvage`: what was damaged, in words (the first range).
     #[serde(skip_serializing_if = "Option::is_none")]
-    salvaged: Option<&'a str>,
+    salvaged: Option<String>,
+    /// With `--salvage`: every damaged byte range skipped.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    damaged: &'a [Damage],
     has_profile: bool,
     system_wide: bool,
     calibration: Option<&'a CalibrationInfo>,
@@ -147,7 +152,8 @@ impl ReportWriter for Json {
                 bytes_lost: a.trace.bytes_lost,
                 strict: a.strict,
                 discarded: by_name(&a.discarded),
-                salvaged: a.trace.salvaged.as_deref(),
+                salvaged: a.trace.damaged.first().map(ToString::to_string),
+                damaged: &a.trace.damaged,
                 has_profile: a.trace.has_profile,
                 system_wide: a.trace.system_wide,
                 calibration: a.calibration.as_ref(),

@@ -48,12 +48,20 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
         if t.threads == 1 { "" } else { "s" }
     )?;
     writeln!(out, "{}", calibration_line(a))?;
-    if let Some(what) = &t.salvaged {
+    if !t.damaged.is_empty() {
+        let bytes: u64 = t.damaged.iter().map(|d| d.end - d.start).sum();
         writeln!(
             out,
-            "salvaged: the trace is corrupt ({what}); this reports the whole chunks before it"
+            "salvaged: the trace is damaged in {} range{} ({bytes} bytes skipped); \
+             this reports the whole chunks around them",
+            t.damaged.len(),
+            if t.damaged.len() == 1 { "" } else { "s" }
         )?;
-    } else if !t.complete {
+        for damage in &t.damaged {
+            writeln!(out, "  damaged {damage}")?;
+        }
+    }
+    if t.damaged.is_empty() && !t.complete {
         writeln!(
             out,
             "incomplete trace: the recording did not finish; {} bytes lost at its end",

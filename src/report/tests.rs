@@ -139,7 +139,7 @@ pub(crate) fn nested() -> Analysis {
             threads: 1,
             complete: true,
             bytes_lost: 0,
-            salvaged: None,
+            damaged: Vec::new(),
             has_profile: false,
             system_wide: false,
         },

@@ -54,7 +54,7 @@ pub use format::{
     FLAG_ROUND_END, FORMAT_VERSION, MAGIC, MAX_CHUNK_BYTES,
 };
 pub use header::{ExitStatus, Footer, ProbeKind, ProbeSite, Target, TraceHeader};
-pub use reader::{Chunk, TraceEnd, TraceReader};
+pub use reader::{Chunk, Damage, TraceEnd, TraceReader};
 pub use sample::{OwnedSample, RecordKind, SampleBlock, SampleIn, SampleRef};
 pub use writer::TraceWriter;
 

@@ -5,13 +5,53 @@ use std::io::{self, Read};
 
 use super::error::TraceError;
 use super::event::{decode_events, Event};
-use super::format::{ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, FILE_HEADER_LEN, FLAG_ROUND_END};
+use super::format::{
+    record_size, ChunkHeader, ChunkKind, CHUNK_HEADER_LEN, CHUNK_MAGIC, FILE_HEADER_LEN,
+    FLAG_ROUND_END, MAX_CHUNK_BYTES,
+};
 use super::header::{decode_frame, decode_json, Footer, TraceHeader};
 use super::sample::SampleBlock;
 
 /// The most a payload buffer grows ahead of the bytes actually read, so a
 /// damaged length field cannot make the reader allocate gigabytes.
 const READ_STEP: usize = 16 << 20;
+
+/// Bytes looked at per step while searching for the next chunk header.
+const SCAN_WINDOW: usize = 64 << 10;
+
+/// The largest payload a chunk found by the search may claim: the writer's
+/// largest chunk, plus room for the record that made it overflow.
+const MAX_PAYLOAD: usize = MAX_CHUNK_BYTES + (1 << 20);
+
+/// The largest footer payload the search accepts (a footer is ~200 bytes
+/// of JSON).
+const MAX_FOOTER: usize = 1 << 20;
+
+/// A damaged byte range of a trace, skipped in salvage mode
+/// ([`TraceReader::salvage`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// Offset of the first damaged byte: the header of the bad chunk.
+    pub start: u64,
+    /// Offset just past the damage: the next whole chunk, or the end of
+    /// the input.
+    pub end: u64,
+    /// What was wrong with the chunk at `start`.
+    pub reason: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bytes {}..{} ({} bytes): {}",
+            self.start,
+            self.end,
+            self.end - self.start,
+            self.reason
+        )
+    }
+}
 
 /// One chunk of a trace.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,12 +91,14 @@ enum State {
 /// Each chunk takes two reads from `R` (its header, then its payload), so
 /// `R` needs no buffering of its own. After an error, stop reading.
 pub struct TraceReader<R: Read> {
-    r: R,
+    r: Input<R>,
     header: TraceHeader,
     offset: u64,
     spare: Vec<u8>,
     state: State,
     round_end: bool,
+    salvage: bool,
+    damage: Vec<Damage>,
 }
 
 impl<R: Read> TraceReader<R> {
@@ -84,13 +126,31 @@ impl<R: Read> TraceReader<R> {
         }
         let header = decode_json(&json, frame)?;
         Ok(Self {
-            r,
+            r: Input::new(r),
             header,
             offset: needed,
             spare: json,
             state: State::Chunks,
             round_end: false,
+            salvage: false,
+            damage: Vec::new(),
         })
+    }
+
+    /// Salvage mode (`--salvage`): a damaged chunk is not an error; the
+    /// reader searches forward for the next chunk whose header is sane and
+    /// whose checksum verifies, goes on from there, and lists the bytes it
+    /// skipped in [`damage`](Self::damage).
+    #[must_use]
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
+    /// The damaged byte ranges skipped so far in salvage mode, in file
+    /// order.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
     }
 
     /// The trace's header.
@@ -105,7 +165,8 @@ impl<R: Read> TraceReader<R> {
     /// # Errors
     ///
     /// [`TraceError::CorruptChunk`] for a damaged chunk or data after the
-    /// footer, [`TraceError::Io`] if reading fails.
+    /// footer (in salvage mode only when the search cannot be done),
+    /// [`TraceError::Io`] if reading fails.
     pub fn next_chunk(&mut self) -> Result<Option<Chunk>, TraceError> {
         let chunk = self.read_next()?;
         if chunk.is_none() {
@@ -126,11 +187,22 @@ impl<R: Read> TraceReader<R> {
             }
             let start = self.offset;
             let Some((header, payload)) = self.read_chunk()? else {
-                return Ok(None);
+                continue;
             };
             self.round_end = header.flags & FLAG_ROUND_END != 0;
-            if let Some(chunk) = self.decode(header, payload, start)? {
-                return Ok(Some(chunk));
+            match self.decode(header, payload, start) {
+                Ok(Some(chunk)) => return Ok(Some(chunk)),
+                Ok(None) => {}
+                // The chunk is whole and its checksum verifies, yet its
+                // records are not valid: skip just this chunk.
+                Err(TraceError::CorruptChunk { reason, .. }) if self.salvage => {
+                    self.damage.push(Damage {
+                        start,
+                        end: self.offset,
+                        reason,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -167,8 +239,10 @@ impl<R: Read> TraceReader<R> {
         }
     }
 
-    /// Reads the next whole chunk, checksum checked; `None` if the input
-    /// ends inside it or before it, recording how the trace ended.
+    /// Reads the next whole chunk, checksum checked. `None` if there is
+    /// none here: the input ended inside it or before it (the trace has
+    /// ended, and how is recorded), or, in salvage mode, it was damaged and
+    /// the reader has moved on to the next whole chunk.
     fn read_chunk(&mut self) -> Result<Option<(ChunkHeader, Vec<u8>)>, TraceError> {
         let start = self.offset;
         let mut bytes = [0; CHUNK_HEADER_LEN];
@@ -177,14 +251,22 @@ impl<R: Read> TraceReader<R> {
         if got < CHUNK_HEADER_LEN {
             return Ok(self.truncated(start));
         }
-        let header = ChunkHeader::decode(&bytes, start)?;
+        let header = match ChunkHeader::decode(&bytes, start) {
+            Ok(header) => header,
+            Err(TraceError::CorruptChunk { reason, .. }) if self.salvage => {
+                self.r.unread(&[&bytes[1..]]);
+                self.offset = start + 1;
+                self.resync(start, reason)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let mut payload = std::mem::take(&mut self.spare);
         let len = header.payload_len as usize;
         let got = read_payload(&mut self.r, &mut payload, len)?;
         self.offset += got as u64;
         if got < len {
-            self.spare = payload;
-            return Ok(self.truncated(start));
+            return self.cut_short(start, bytes, payload, len);
         }
         let crc = header.checksum(&payload);
         if crc != header.crc {
@@ -192,12 +274,139 @@ impl<R: Read> TraceReader<R> {
                 "checksum of the chunk is {crc:#010x} where its header says {:#010x}; the file is damaged",
                 header.crc
             );
+            if !self.salvage {
+                return Err(TraceError::CorruptChunk {
+                    offset: start,
+                    reason,
+                });
+            }
+            self.r.unread(&[&bytes[1..], &payload]);
+            self.spare = payload;
+            self.offset = start + 1;
+            self.resync(start, reason)?;
+            return Ok(None);
+        }
+        Ok(Some((header, payload)))
+    }
+
+    /// The input ended inside the payload of the chunk at `start`, whose
+    /// header claims `len` bytes. Either the recording was cut short while
+    /// writing it, or its length field is damaged: then a whole chunk (the
+    /// footer, at least) follows inside the bytes it claims.
+    fn cut_short(
+        &mut self,
+        start: u64,
+        header: [u8; CHUNK_HEADER_LEN],
+        payload: Vec<u8>,
+        len: usize,
+    ) -> Result<Option<(ChunkHeader, Vec<u8>)>, TraceError> {
+        let end = self.offset;
+        self.r.unread(&[&header[1..], &payload]);
+        self.spare = payload;
+        self.offset = start + 1;
+        let Some(next) = self.find_chunk()? else {
+            // Nothing whole after it: a recording cut short.
+            self.r.discard();
+            self.offset = end;
+            return Ok(self.truncated(start));
+        };
+        let reason = format!(
+            "its length field says {len} bytes of payload, more than the {} left in the file, \
+             yet a whole chunk starts at byte {next}; the length field is damaged",
+            end - start - CHUNK_HEADER_LEN as u64
+        );
+        if !self.salvage {
             return Err(TraceError::CorruptChunk {
                 offset: start,
                 reason,
             });
         }
-        Ok(Some((header, payload)))
+        self.damage.push(Damage {
+            start,
+            end: next,
+            reason,
+        });
+        Ok(None)
+    }
+
+    /// Salvage mode, after the chunk at `start` was found damaged: moves to
+    /// the next whole chunk after it, or to the end of the input, and
+    /// records the bytes skipped.
+    fn resync(&mut self, start: u64, reason: String) -> io::Result<()> {
+        let found = self.find_chunk()?;
+        let end = found.unwrap_or(self.offset);
+        self.damage.push(Damage { start, end, reason });
+        if found.is_none() {
+            // Nothing whole after the damage: the trace ends there, as if
+            // cut short at its start.
+            self.state = State::Ended(TraceEnd::Truncated {
+                last_whole_chunk_end: start,
+                bytes_lost: end - start,
+            });
+        }
+        Ok(())
+    }
+
+    /// Searches the input from the current offset for a chunk whose header
+    /// is sane and whose checksum verifies; returns its offset, with the
+    /// input positioned there, or `None`, with the input consumed to its
+    /// end.
+    fn find_chunk(&mut self) -> io::Result<Option<u64>> {
+        loop {
+            let window = self.r.peek(SCAN_WINDOW)?;
+            if window.len() < CHUNK_HEADER_LEN {
+                let n = window.len();
+                self.r.consume(n);
+                self.offset += n as u64;
+                return Ok(None);
+            }
+            let Some(at) = window.windows(4).position(|w| w == CHUNK_MAGIC) else {
+                let n = window.len() - (CHUNK_MAGIC.len() - 1);
+                self.r.consume(n);
+                self.offset += n as u64;
+                continue;
+            };
+            self.r.consume(at);
+            self.offset += at as u64;
+            if self.whole_chunk_here()? {
+                return Ok(Some(self.offset));
+            }
+            self.r.consume(1);
+            self.offset += 1;
+        }
+    }
+
+    /// Whether the unread input starts with a whole chunk: a header with
+    /// the magic, a kind, length and count that fit each other, and a
+    /// checksum that verifies.
+    fn whole_chunk_here(&mut self) -> io::Result<bool> {
+        let bytes = self.r.peek(CHUNK_HEADER_LEN)?;
+        let Ok(bytes) = <&[u8; CHUNK_HEADER_LEN]>::try_from(bytes) else {
+            return Ok(false);
+        };
+        let Ok(header) = ChunkHeader::decode(bytes, self.offset) else {
+            return Ok(false);
+        };
+        let len = header.payload_len as usize;
+        let count = header.count as usize;
+        let row = record_size(self.header.counters.len() + usize::from(self.header.key_column));
+        let sane = match header.kind {
+            ChunkKind::Samples => count.checked_mul(row) == Some(len) && len <= MAX_PAYLOAD,
+            ChunkKind::Events => {
+                count.checked_mul(4).is_some_and(|n| n <= len) && len <= MAX_PAYLOAD
+            }
+            ChunkKind::Footer => count == 1 && len <= MAX_FOOTER,
+            // Kinds to come are small numbers, like those of today.
+            ChunkKind::Unknown(code) => code < 256 && len <= MAX_PAYLOAD,
+        };
+        if !sane {
+            return Ok(false);
+        }
+        let chunk = self.r.peek(CHUNK_HEADER_LEN + len)?;
+        if chunk.len() < CHUNK_HEADER_LEN + len {
+            return Ok(false);
+        }
+        Ok(header.checksum(&chunk[CHUNK_HEADER_LEN..]) == header.crc)
     }
 
     fn truncated(&mut self, last_whole_chunk_end: u64) -> Option<(ChunkHeader, Vec<u8>)> {
@@ -250,10 +459,23 @@ impl<R: Read> TraceReader<R> {
             self.state = State::Ended(TraceEnd::Complete(footer));
             return Ok(());
         }
-        Err(TraceError::CorruptChunk {
-            offset: self.offset,
-            reason: "found data after the footer chunk, where the trace was expected to end".into(),
-        })
+        let reason = "found data after the footer chunk, where the trace was expected to end";
+        if !self.salvage {
+            return Err(TraceError::CorruptChunk {
+                offset: self.offset,
+                reason: reason.into(),
+            });
+        }
+        let start = self.offset;
+        let rest = io::copy(&mut self.r, &mut io::sink())?;
+        self.offset += 1 + rest;
+        self.damage.push(Damage {
+            start,
+            end: self.offset,
+            reason: reason.into(),
+        });
+        self.state = State::Ended(TraceEnd::Complete(footer));
+        Ok(())
     }
 }
 
@@ -275,6 +497,90 @@ fn decode_footer(payload: &[u8], count: u32, offset: u64) -> Result<Footer, Trac
     }
     serde_json::from_slice(payload)
         .map_err(|e| corrupt(format!("the footer JSON does not describe a footer: {e}")))
+}
+
+/// The input of a reader: bytes handed back by the search for a chunk
+/// header, then the rest of `R`. Without a search, reads go straight to
+/// `R`.
+struct Input<R> {
+    r: R,
+    back: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: Read> Input<R> {
+    fn new(r: R) -> Self {
+        Self {
+            r,
+            back: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Puts `parts` back in front of the unread input.
+    fn unread(&mut self, parts: &[&[u8]]) {
+        let rest = &self.back[self.pos..];
+        let mut back =
+            Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + rest.len());
+        for part in parts {
+            back.extend_from_slice(part);
+        }
+        back.extend_from_slice(rest);
+        self.back = back;
+        self.pos = 0;
+    }
+
+    /// The next `n` bytes without consuming them; fewer only at the end of
+    /// the input. Reads at least [`SCAN_WINDOW`] bytes at a time, and moves
+    /// the unread bytes to the front only once they are less than half of
+    /// the buffer, so a search that peeks after every byte stays linear.
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.back.len() - self.pos < n {
+            if self.pos >= self.back.len() / 2 {
+                self.back.drain(..self.pos);
+                self.pos = 0;
+            }
+            while self.back.len() - self.pos < n {
+                let have = self.back.len();
+                let want = (n - (have - self.pos)).clamp(SCAN_WINDOW, READ_STEP);
+                self.back.resize(have + want, 0);
+                let got = read_up_to(&mut self.r, &mut self.back[have..])?;
+                self.back.truncate(have + got);
+                if got < want {
+                    break;
+                }
+            }
+        }
+        let end = self.back.len().min(self.pos + n);
+        Ok(&self.back[self.pos..end])
+    }
+
+    /// Drops the next `n` bytes, which [`peek`](Self::peek) returned.
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        debug_assert!(self.pos <= self.back.len());
+    }
+
+    /// Drops the bytes handed back, and their buffer.
+    fn discard(&mut self) {
+        self.back = Vec::new();
+        self.pos = 0;
+    }
+}
+
+impl<R: Read> Read for Input<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.back.len() {
+            if !self.back.is_empty() {
+                self.discard();
+            }
+            return self.r.read(buf);
+        }
+        let n = buf.len().min(self.back.len() - self.pos);
+        buf[..n].copy_from_slice(&self.back[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Fills `buf` from `r`, stopping early only at end of input; returns the

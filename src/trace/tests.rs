@@ -661,3 +661,265 @@ fn a_round_whose_chunks_already_went_out_still_ends() {
     // flush with nothing new writes nothing.
     assert_eq!(seen, [(1, false), (0, true)]);
 }
+
+/// Returns its bytes one at a time, so the search for a chunk header has
+/// to read ahead across many reads.
+struct OneByte<'a>(&'a [u8]);
+
+impl std::io::Read for OneByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some((&first, rest)) = self.0.split_first() else {
+            return Ok(0);
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        buf[0] = first;
+        self.0 = rest;
+        Ok(1)
+    }
+}
+
+/// What a salvage-mode reader gets from `r`.
+fn salvage<R: std::io::Read>(r: R) -> (Vec<OwnedSample>, Vec<Event>, Vec<Damage>, TraceEnd) {
+    let mut reader = TraceReader::new(r).unwrap().salvage(true);
+    let (mut samples, mut events) = (Vec::new(), Vec::new());
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        match chunk {
+            Chunk::Samples(block) => samples.extend(block.iter().map(OwnedSample::from)),
+            Chunk::Events(chunk_events) => events.extend(chunk_events),
+            Chunk::Footer(_) => {}
+        }
+    }
+    let end = reader.end().cloned().unwrap();
+    (samples, events, reader.damage().to_vec(), end)
+}
+
+/// The samples `0..n` without those of `skip`.
+fn samples_but(n: u64, ncounters: usize, skip: std::ops::Range<usize>) -> Vec<OwnedSample> {
+    (0..n)
+        .filter(|&i| !skip.contains(&(i as usize)))
+        .map(|i| owned_sample(i, ncounters))
+        .collect()
+}
+
+#[test]
+fn salvage_resyncs_after_a_flipped_byte_in_the_first_chunk_magic() {
+    let header = header(2);
+    let bytes = write_trace(&header, 40, 4 * record_size(2));
+    let ends = chunk_ends(&bytes);
+    let (first, second) = (ends[0].0, ends[1].0);
+    assert_eq!(ends[1].1, 4, "the first chunk holds samples 0..4");
+    let mut damaged = bytes.clone();
+    damaged[first as usize + 1] ^= 0x01;
+    assert!(read_all(&damaged[..]).is_err(), "without salvage: an error");
+    for (samples, events, damage, end) in [salvage(&damaged[..]), salvage(OneByte(&damaged))] {
+        assert_eq!(
+            samples,
+            samples_but(40, 2, 0..4),
+            "every later chunk is read"
+        );
+        assert_eq!(events, read_all(&bytes[..]).unwrap().events);
+        assert_eq!(
+            damage,
+            [Damage {
+                start: first,
+                end: second,
+                reason: "found \"PGCK\" where the chunk magic \"PFCK\" was expected".into(),
+            }]
+        );
+        assert!(matches!(
+            end,
+            TraceEnd::Complete(Footer { samples: 40, .. })
+        ));
+    }
+}
+
+#[test]
+fn salvage_skips_a_middle_chunk_whose_checksum_fails_and_keeps_both_sides() {
+    let header = header(3);
+    let bytes = write_trace(&header, 30, 4 * record_size(3));
+    let ends = chunk_ends(&bytes);
+    let (start, end) = (ends[3].0, ends[4].0);
+    let lost = ends[3].1..ends[4].1;
+    assert_eq!(lost.len(), 4, "chunk 3 is a samples chunk");
+    // A flipped byte, and a payload full of chunk magic that the search
+    // must not take for a header.
+    let mut flipped = bytes.clone();
+    flipped[(start + end) as usize / 2] ^= 0x40;
+    let mut magic = bytes.clone();
+    for (i, byte) in magic[start as usize + 20..end as usize]
+        .iter_mut()
+        .enumerate()
+    {
+        *byte = CHUNK_MAGIC[i % 4];
+    }
+    for damaged in [flipped, magic] {
+        let err = read_all(&damaged[..]).unwrap_err();
+        assert!(
+            matches!(err, TraceError::CorruptChunk { offset, .. } if offset == start),
+            "{err}"
+        );
+        let (samples, _, damage, trace_end) = salvage(&damaged[..]);
+        assert_eq!(samples, samples_but(30, 3, lost.clone()));
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert_eq!((damage[0].start, damage[0].end), (start, end));
+        assert!(
+            damage[0].reason.starts_with("checksum of the chunk is 0x"),
+            "{damage:?}"
+        );
+        assert_eq!(
+            damage[0].to_string(),
+            format!(
+                "bytes {start}..{end} ({} bytes): {}",
+                end - start,
+                damage[0].reason
+            )
+        );
+        assert!(matches!(trace_end, TraceEnd::Complete(_)));
+    }
+}
+
+#[test]
+fn salvage_lists_every_damaged_range() {
+    let header = header(1);
+    let bytes = write_trace(&header, 30, 4 * record_size(1));
+    let ends = chunk_ends(&bytes);
+    let mut damaged = bytes.clone();
+    for k in [0, 2, 3, 5] {
+        damaged[ends[k].0 as usize + 20] ^= 0xff;
+    }
+    let (samples, _, damage, _) = salvage(&damaged[..]);
+    let ranges: Vec<_> = damage.iter().map(|d| (d.start, d.end)).collect();
+    // Chunks 2 and 3 are next to each other: the search from 2 steps over
+    // 3 as well, since it is not whole either.
+    assert_eq!(
+        ranges,
+        [
+            (ends[0].0, ends[1].0),
+            (ends[2].0, ends[4].0),
+            (ends[5].0, ends[6].0)
+        ]
+    );
+    let kept: Vec<_> = [1, 4]
+        .iter()
+        .chain(&(6..ends.len() - 1).collect::<Vec<_>>())
+        .flat_map(|&k| ends[k].1..ends[k + 1].1)
+        .map(|i| owned_sample(i as u64, 1))
+        .collect();
+    assert_eq!(samples, kept);
+}
+
+#[test]
+fn a_damaged_length_in_a_complete_trace_is_corruption_not_truncation() {
+    let header = header(2);
+    let bytes = write_trace(&header, 20, 4 * record_size(2));
+    let ends = chunk_ends(&bytes);
+    let at = ends[0].0 as usize;
+    let mut damaged = bytes.clone();
+    damaged[at + 8..at + 12].copy_from_slice(&0x00ff_0000u32.to_le_bytes());
+    let err = read_all(&damaged[..]).unwrap_err();
+    let TraceError::CorruptChunk { offset, reason } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*offset, at as u64);
+    let left = bytes.len() - at - 20;
+    assert_eq!(
+        reason,
+        &format!(
+            "its length field says 16711680 bytes of payload, more than the {left} left in the file, \
+             yet a whole chunk starts at byte {}; the length field is damaged",
+            ends[1].0
+        )
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("corrupt chunk at byte {at}: ")),
+        "{err}"
+    );
+    let (samples, _, damage, end) = salvage(&damaged[..]);
+    assert_eq!(samples, samples_but(20, 2, 0..4));
+    assert_eq!((damage[0].start, damage[0].end), (at as u64, ends[1].0));
+    assert!(matches!(end, TraceEnd::Complete(_)));
+}
+
+#[test]
+fn salvage_of_a_damaged_footer_ends_the_trace_at_it() {
+    let header = header(1);
+    let bytes = write_trace(&header, 10, 4 * record_size(1));
+    let ends = chunk_ends(&bytes);
+    let footer_at = ends[ends.len() - 2].0;
+    let mut damaged = bytes.clone();
+    damaged[footer_at as usize] = b'Q';
+    let (samples, _, damage, end) = salvage(&damaged[..]);
+    assert_eq!(samples, samples_but(10, 1, 0..0));
+    assert_eq!(
+        (damage[0].start, damage[0].end),
+        (footer_at, bytes.len() as u64)
+    );
+    assert_eq!(
+        end,
+        TraceEnd::Truncated {
+            last_whole_chunk_end: footer_at,
+            bytes_lost: bytes.len() as u64 - footer_at,
+        }
+    );
+    // Data after a whole footer is damage too; the trace is complete.
+    let mut extra = bytes.clone();
+    extra.extend_from_slice(b"junk");
+    let (samples, _, damage, end) = salvage(&extra[..]);
+    assert_eq!(samples.len(), 10);
+    let len = bytes.len() as u64;
+    assert_eq!((damage[0].start, damage[0].end), (len, len + 4));
+    assert!(matches!(end, TraceEnd::Complete(_)));
+}
+
+#[test]
+fn salvage_of_an_undamaged_trace_reads_it_all() {
+    let header = header(3);
+    let bytes = write_trace(&header, 25, 4 * record_size(3));
+    let (samples, events, damage, end) = salvage(&bytes[..]);
+    let trace = read_all(&bytes[..]).unwrap();
+    assert_eq!(
+        (samples, events, end),
+        (trace.samples, trace.events, trace.end)
+    );
+    assert!(damage.is_empty());
+    // A cut-short trace is still just truncated.
+    let cut = &bytes[..bytes.len() - 30];
+    let (_, _, damage, end) = salvage(cut);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(end, read_all(cut).unwrap().end);
+}
+
+#[test]
+fn salvage_after_any_flipped_byte_loses_exactly_its_chunk() {
+    let header = header(1);
+    let bytes = write_trace(&header, 30, 4 * record_size(1));
+    let ends = chunk_ends(&bytes);
+    let footer_at = ends[ends.len() - 2].0;
+    let all = read_all(&bytes[..]).unwrap();
+    for at in ends[0].0..bytes.len() as u64 {
+        let mut damaged = bytes.clone();
+        damaged[at as usize] ^= 0x20;
+        let k = ends.iter().rposition(|&(start, _)| start <= at).unwrap();
+        let (start, end) = (ends[k].0, ends[k + 1].0);
+        let (samples, _, damage, trace_end) = salvage(&damaged[..]);
+        let ranges: Vec<_> = damage.iter().map(|d| (d.start, d.end)).collect();
+        let lost = ends[k].1..ends[k + 1].1;
+        assert_eq!(samples, samples_but(30, 1, lost), "flipped byte {at}");
+        if start == footer_at {
+            // Nothing follows the footer: with its length grown past the
+            // end it reads as a footer cut short, which it may well be.
+            let grown = (start + 8..start + 12).contains(&at) && ranges.is_empty();
+            assert!(grown || ranges == [(start, end)], "flipped byte {at}");
+            assert!(
+                matches!(trace_end, TraceEnd::Truncated { last_whole_chunk_end, .. } if last_whole_chunk_end == footer_at),
+                "flipped byte {at}: {trace_end:?}"
+            );
+        } else {
+            assert_eq!(ranges, [(start, end)], "flipped byte {at}");
+            assert_eq!(trace_end, all.end, "flipped byte {at}");
+        }
+    }
+}

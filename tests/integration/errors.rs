@@ -202,3 +202,133 @@ fn a_corrupt_trace_names_the_offset_and_salvage_reads_before_it() {
     assert!(text.contains("salvaged"), "{text}");
     assert!(text.contains("pf_leaf"), "{text}");
 }
+
+/// Where each chunk of the trace in `bytes` starts, with the pf_leaf calls
+/// that the records from that chunk on complete (entries and returns
+/// paired in order, as the workload is one thread).
+fn chunks_and_calls(bytes: &[u8]) -> (Vec<u64>, Vec<u64>) {
+    use perfunc::trace::{Chunk, RecordKind, TraceReader};
+    let mut reader = TraceReader::new(bytes).unwrap();
+    let leaf = reader
+        .header()
+        .probes
+        .iter()
+        .find(|p| p.function == "pf_leaf")
+        .unwrap()
+        .id;
+    let mut starts = vec![reader.offset()];
+    let mut kinds = Vec::new();
+    let mut first_record = vec![0];
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        if let Chunk::Samples(block) = &chunk {
+            let of_leaf = block.iter().filter(|s| s.probe() == leaf);
+            kinds.extend(of_leaf.map(|s| s.kind()));
+        }
+        starts.push(reader.offset());
+        first_record.push(kinds.len());
+    }
+    let calls_from = |from: usize| {
+        let mut open = false;
+        let mut calls = 0;
+        for kind in &kinds[from..] {
+            match kind {
+                RecordKind::Entry => open = true,
+                RecordKind::Return if open => {
+                    open = false;
+                    calls += 1;
+                }
+                RecordKind::Return => {}
+            }
+        }
+        calls
+    };
+    (starts, first_record.into_iter().map(calls_from).collect())
+}
+
+#[test]
+fn salvage_resynchronises_after_a_flipped_byte_in_the_first_chunk() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "200000"]);
+    let path = out.to_str().unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let (starts, calls_from) = chunks_and_calls(&bytes);
+    assert_eq!(calls_from[0], 200_000, "the undamaged trace has every call");
+    assert!(starts.len() > 4, "a multi-chunk trace: {starts:?}");
+    let (first, second) = (starts[0], starts[1]);
+
+    let mut damaged = bytes.clone();
+    damaged[first as usize + 2] ^= 0x01;
+    std::fs::write(&out, &damaged).unwrap();
+    let err = stderr_of(&["report", "-i", path], 1);
+    assert!(
+        err.contains(&format!("corrupt chunk at byte {first}")),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &run_expect(&["report", "--salvage", "--format", "json", "-i", path], 0).stdout,
+    )
+    .unwrap();
+    let leaf = function(&report, "pf_leaf");
+    assert_eq!(
+        leaf["used"], calls_from[1],
+        "every call of the later chunks: {leaf}"
+    );
+    assert!(
+        calls_from[1] >= 180_000,
+        "at least 90% back: {}",
+        calls_from[1]
+    );
+    let damage = &report["trace"]["damaged"];
+    assert_eq!(damage[0]["start"], first, "{damage}");
+    assert_eq!(damage[0]["end"], second, "{damage}");
+    assert_eq!(damage.as_array().unwrap().len(), 1, "{damage}");
+    let table = run_expect(&["report", "--salvage", "-i", path], 0);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("damaged bytes {first}..{second} ")),
+        "{text}"
+    );
+    let script = run_expect(&["script", "--salvage", "-i", path], 0);
+    let lines = String::from_utf8_lossy(&script.stdout);
+    let records = lines.lines().filter(|l| l.contains(" pf_leaf ")).count();
+    assert_eq!(serde_json::json!(records), report["trace"]["records"]);
+    let warning = String::from_utf8_lossy(&script.stderr);
+    assert!(
+        warning.contains(&format!("skipped bytes {first}..{second} ")),
+        "{warning}"
+    );
+    let svg = dir.path().join("f.svg");
+    let flame = run_expect(
+        &[
+            "flamegraph",
+            "--salvage",
+            "-i",
+            path,
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+        0,
+    );
+    let warning = String::from_utf8_lossy(&flame.stderr);
+    assert!(
+        warning.contains(&format!("skipped bytes {first}..{second} ")),
+        "{warning}"
+    );
+
+    // A damaged length field in a complete trace is corruption, not a
+    // recording cut short.
+    let mut damaged = bytes.clone();
+    let at = first as usize + 8;
+    damaged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&out, &damaged).unwrap();
+    let err = stderr_of(&["report", "-i", path], 1);
+    assert!(
+        err.contains(&format!("corrupt chunk at byte {first}")),
+        "{err}"
+    );
+    assert!(err.contains("length field"), "{err}");
+}
