@@ -98,6 +98,8 @@ pub struct Outcome {
     pub result: RecordResult,
     /// Trace bytes written.
     pub bytes: u64,
+    /// Every probe, by id: its binary and function.
+    pub probes: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -162,7 +164,16 @@ impl Plan {
                 Ok(()) => {
                     out.commit()
                         .with_context(|| format!("failed to write {}", self.output.display()))?;
-                    return Ok(Outcome { result, bytes });
+                    let probes = header
+                        .probes
+                        .iter()
+                        .map(|p| (p.binary.clone(), p.function.clone()))
+                        .collect();
+                    return Ok(Outcome {
+                        result,
+                        bytes,
+                        probes,
+                    });
                 }
                 Err(e) => anyhow::Error::from(e)
                     .context(format!("failed to finish {}", self.output.display())),
@@ -171,7 +182,13 @@ impl Plan {
                 let _ = writer.flush();
                 written = writer.bytes_written() > header_bytes;
                 drop(writer);
-                e.into()
+                let writing = matches!(e, probe::ProbeError::Trace(_));
+                let e = anyhow::Error::from(e);
+                if writing {
+                    e.context(format!("failed to write {}", self.output.display()))
+                } else {
+                    e
+                }
             }
         };
         // Keep what was recorded readable; a recording that failed before
@@ -309,6 +326,9 @@ impl Outcome {
     /// own status when perfunc started it.
     pub fn report(&self, plan: &Plan) -> i32 {
         let footer = &self.result.footer;
+        for warning in silent_binaries(&self.probes, &self.result.per_probe) {
+            eprintln!("perfunc: warning: {warning}");
+        }
         if !plan.quiet {
             eprintln!(
                 "perfunc: {} records ({} lost) from {} thread{} in {:.2} s; wrote {} ({})",
@@ -362,6 +382,42 @@ impl Outcome {
             _ => 0,
         }
     }
+}
+
+/// One warning per binary none of whose probes fired: a library the target
+/// never loaded, or functions it never called.
+fn silent_binaries(probes: &[(String, String)], per_probe: &[u64]) -> Vec<String> {
+    let mut by_binary: Vec<(&str, Vec<&str>, bool)> = Vec::new();
+    for (id, (binary, function)) in probes.iter().enumerate() {
+        let fired = per_probe.get(id).is_some_and(|&n| n > 0);
+        match by_binary.iter_mut().find(|(b, ..)| b == binary) {
+            Some((_, functions, any)) => {
+                functions.push(function);
+                *any |= fired;
+            }
+            None => by_binary.push((binary, vec![function], fired)),
+        }
+    }
+    by_binary
+        .into_iter()
+        .filter(|(.., fired)| !fired)
+        .map(|(binary, functions, _)| {
+            let n = functions.len();
+            let mut names = functions[..n.min(5)].join(", ");
+            if n > 5 {
+                names += &format!(" and {} more", n - 5);
+            }
+            let them = if n == 1 { "it" } else { "them" };
+            if binary == KERNEL_BINARY {
+                format!("no kernel probe fired ({names}): the target never called {them}")
+            } else {
+                format!(
+                    "no probe fired in {binary} ({names}): the target never loaded it, \
+                     or never called {them}"
+                )
+            }
+        })
+        .collect()
 }
 
 /// The `binary` of kernel probes in the trace header.
@@ -491,4 +547,30 @@ fn check_unchanged(resolved: &[Resolved]) -> Result<(), probe::ProbeError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod silent_tests {
+    use super::*;
+
+    #[test]
+    fn binaries_whose_probes_never_fired_are_named() {
+        let probes = [
+            ("/lib/libm.so.6", "sin"),
+            ("/bin/app", "main"),
+            ("/bin/app", "unused"),
+            ("/lib/libm.so.6", "cos"),
+            (KERNEL_BINARY, "vfs_read"),
+        ]
+        .map(|(b, f)| (b.to_owned(), f.to_owned()));
+        assert_eq!(
+            silent_binaries(&probes, &[0, 4]),
+            [
+                "no probe fired in /lib/libm.so.6 (sin, cos): the target never loaded it, \
+                 or never called them",
+                "no kernel probe fired (vfs_read): the target never called it"
+            ]
+        );
+        assert!(silent_binaries(&probes, &[1, 1, 0, 1, 2]).is_empty());
+    }
 }

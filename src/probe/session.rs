@@ -218,6 +218,9 @@ pub struct RecordResult {
     pub threads: usize,
     /// Kernel-function probe hits the kernel missed (in `footer.lost`).
     pub kernel_missed: u64,
+    /// Records written per probe id (a probe that never fired has none,
+    /// or no entry past the end).
+    pub per_probe: Vec<u64>,
 }
 
 /// The signals that stop a recording cleanly.
@@ -320,6 +323,8 @@ struct Tally {
     lost: BTreeMap<usize, u64>,
     /// The CPU of each ring's last record, by ring.
     last_cpu: Vec<u16>,
+    /// Records written, by probe id.
+    per_probe: Vec<u64>,
     tids: BTreeSet<u32>,
     /// The tid of the last sample, to spare the set a lookup per record.
     last_tid: Option<u32>,
@@ -327,7 +332,12 @@ struct Tally {
 
 impl Tally {
     /// Counts one sample written (called for every record: kept cheap).
-    fn count(&mut self, ring: usize, cpu: u16, tid: u32) {
+    fn count(&mut self, ring: usize, cpu: u16, tid: u32, probe: u32) {
+        let probe = probe as usize;
+        if probe >= self.per_probe.len() {
+            self.per_probe.resize(probe + 1, 0);
+        }
+        self.per_probe[probe] += 1;
         if ring >= self.samples.len() {
             self.samples.resize(ring + 1, 0);
             self.last_cpu.resize(ring + 1, 0);
@@ -861,7 +871,7 @@ impl Events {
                 let body = rec.to_contiguous();
                 match self.decoder.decode(rec.ty(), &body) {
                     Some(Decoded::Sample(s)) => {
-                        tally.count(index, s.cpu, s.tid);
+                        tally.count(index, s.cpu, s.tid, s.probe);
                         writer.push_sample(&s)?;
                         if let Some(e) = self.decoder.take_extra() {
                             writer.push_event(&e)?;
@@ -1080,8 +1090,60 @@ impl<'a> Following<'a> {
 /// How long perfunc waits for the target's threads to be detached.
 const DETACH_WAIT: Duration = Duration::from_secs(1);
 
-/// The recording loop.
+/// The recording loop; when it fails (a write error, a full disk), a
+/// command perfunc started is stopped as on Ctrl-C, and a process it
+/// attached to is let go, before the error is returned.
 fn run<W: Write>(
+    opts: &RecordOptions,
+    events: &mut Events,
+    writer: &mut TraceWriter<W>,
+    stop: &StopFlag,
+    watched: Watched,
+    pidfd: Option<OwnedFd>,
+    follow: &mut Following<'_>,
+) -> Result<RecordResult, ProbeError> {
+    let result = record_loop(opts, events, writer, stop, watched, pidfd, follow);
+    if result.is_err() {
+        if let Watched::Child(pid) = watched {
+            stop_child(pid, follow);
+        }
+        follow.detach();
+    }
+    result
+}
+
+/// Stops and reaps a child perfunc started, without touching the trace:
+/// SIGTERM, SIGKILL after the grace period.
+fn stop_child(pid: i32, follow: &mut Following<'_>) {
+    let _ = sys::kill(pid, libc::SIGTERM);
+    let deadline = Instant::now() + TERM_GRACE;
+    let mut killed = false;
+    loop {
+        let ended = match &mut follow.tracer {
+            Some(tracer) => {
+                // Signals are passed on; newborns run on, unrecorded.
+                for tid in tracer.step().unwrap_or_default() {
+                    tracer.resume(tid);
+                }
+                tracer.ended().is_some()
+            }
+            None => !matches!(sys::try_wait(pid, false), Ok(None)),
+        };
+        if ended {
+            return;
+        }
+        if Instant::now() >= deadline {
+            if killed {
+                return;
+            }
+            let _ = sys::kill(pid, libc::SIGKILL);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn record_loop<W: Write>(
     opts: &RecordOptions,
     events: &mut Events,
     writer: &mut TraceWriter<W>,
@@ -1151,6 +1213,7 @@ fn run<W: Write>(
         stopped_by,
         threads: events.tally.tids.len(),
         kernel_missed: 0,
+        per_probe: std::mem::take(&mut events.tally.per_probe),
     })
 }
 

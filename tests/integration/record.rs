@@ -441,3 +441,43 @@ fn the_report_of_nested_page_faults_is_exact() {
         assert_eq!(touch["self_sum"], 98.0);
     }
 }
+
+#[test]
+fn probes_in_a_library_the_target_never_loads_are_named_at_exit() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let bin = workloads().to_str().unwrap();
+    let o = run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-e",
+            "task-clock",
+            "-f",
+            "libm.so.6:sin",
+            "-f",
+            "pf_leaf",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            bin,
+            "loop",
+            "3",
+        ],
+        0,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: no probe fired in ")
+            && err.contains("libm.so.6 (sin): the target never loaded it"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("no probe fired in ") || !err.contains("pf_leaf"),
+        "{err}"
+    );
+}

@@ -161,3 +161,74 @@ fn a_truncated_trace_reads_up_to_its_last_whole_chunk() {
     assert!(stderr.contains("incomplete"), "{stderr}");
     assert!(stderr.contains(&bytes_lost.to_string()), "{stderr}");
 }
+
+#[test]
+fn a_full_disk_stops_the_target_and_names_the_file() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "perfunc-test"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 256 KiB tmpfs");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&mnt);
+    let out = mnt.join("t.perfunc");
+    let bin = workloads().to_str().unwrap();
+    // A call count no other test uses, to find the target afterwards.
+    let calls = "3000017";
+    let child = perfunc()
+        .args([
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+        ])
+        .arg("-o")
+        .arg(&out)
+        .args(["--", bin, "loop", calls])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("failed to write {}", out.display())),
+        "{err}"
+    );
+    assert!(err.contains("No space left on device"), "{err}");
+    // The command perfunc started is gone, and so are the probes.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("{bin} loop {calls}")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "target left running: {:?}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert_eq!(probes_left_by(pid), Vec::<String>::new());
+    // What was written reads, salvaged.
+    let report = run(&["report", "--salvage", "-i", out.to_str().unwrap()]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+}
