@@ -288,8 +288,10 @@ fn an_attached_process_runs_on_untraced() {
     assert!(status.contains("TracerPid:\t0\n"), "{status}");
     assert!(target.wait().unwrap().success());
     let (entries, returns) = counts(&trace(&out), "pf_leaf");
+    // A call a millisecond for a second (fewer under emulation), and at
+    // most one call cut at each end.
     assert!(
-        entries >= 500 && entries.abs_diff(returns) <= 1,
+        entries >= 100 && entries.abs_diff(returns) <= 1,
         "{entries} {returns}"
     );
 }
