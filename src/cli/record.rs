@@ -60,7 +60,19 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
             super::FollowMode::PerThread => Follow::PerThread,
         },
     };
-    let outcome = plan.record()?;
+    let outcome = match plan.record() {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Ctrl-C during set-up: said plainly, with the shell's status.
+            if let Some(probe::ProbeError::Interrupted(signal)) =
+                e.downcast_ref::<probe::ProbeError>()
+            {
+                eprintln!("perfunc: {e}");
+                return Ok(128 + signal);
+            }
+            return Err(e);
+        }
+    };
     Ok(outcome.report(&plan))
 }
 

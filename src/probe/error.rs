@@ -114,6 +114,10 @@ pub enum ProbeError {
         /// The function asked for.
         function: String,
     },
+    /// A stop signal (SIGINT, SIGTERM, SIGHUP) came while the probes were
+    /// being set up; everything placed so far was removed.
+    #[error("stopped by signal {0} while setting up the probes; nothing was recorded and no probe is left")]
+    Interrupted(i32),
     /// The process to attach to does not exist.
     #[error("no process with pid {0}: check the pid (it may have exited)")]
     NoSuchProcess(i32),

@@ -312,6 +312,8 @@ struct Events {
     mapped: BTreeSet<(i32, Option<usize>)>,
     /// Whether groups are inherited by the tasks the target creates.
     inherit: bool,
+    /// The stop signal received, if any (set by [`StopFlag`]'s handler).
+    interrupt: Arc<AtomicUsize>,
 }
 
 /// What went into the trace, per ring.
@@ -380,6 +382,11 @@ pub fn record<W: Write>(
         .probes
         .iter()
         .map(|p| match &p.place {
+            // Placing thousands of probes takes minutes: a stop signal is
+            // obeyed between two of them.
+            _ if stop.signal().is_some() => {
+                Err(ProbeError::Interrupted(stop.signal().unwrap_or(0)))
+            }
             Place::Uprobe { binary, offset } => probes.add(binary, *offset),
             Place::Kprobe { symbol } => probes.add_kprobe(symbol),
             Place::Tracepoints { begin, end, .. } => Ok(PlacedPair {
@@ -410,7 +417,7 @@ pub fn record<W: Write>(
                 .then(|| Tracer::seize_child(child.pid()))
                 .transpose()
                 .map_err(ptrace_err)?;
-            let mut events = Events::new(!per_thread);
+            let mut events = Events::new(!per_thread, &stop);
             events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
             child.release().map_err(|cause| ProbeError::Spawn {
                 command: display_command(argv),
@@ -430,7 +437,7 @@ pub fn record<W: Write>(
         }
         RecordTarget::Pid(pid) => {
             let pidfd = sys::pidfd_open(*pid).map_err(|_| ProbeError::NoSuchProcess(*pid))?;
-            let mut events = Events::new(!per_thread);
+            let mut events = Events::new(!per_thread, &stop);
             let tracer = if per_thread {
                 let (tracer, tids) = Tracer::seize_process(*pid, || thread_ids(*pid)).map_err(
                     |cause| match cause.raw_os_error() {
@@ -470,7 +477,7 @@ pub fn record<W: Write>(
                     })
                 })
                 .transpose()?;
-            let mut events = Events::new(false);
+            let mut events = Events::new(false, &stop);
             events.open_for(opts, &placed, &cpus, SYSTEM_WIDE, Start::Now)?;
             if opts.callchain != Callchain::None {
                 write_mappings(writer, running_pids())?;
@@ -654,7 +661,7 @@ fn probe_builder(id: u64, pid: i32, cpu: Option<usize>, inherit: bool) -> Builde
 }
 
 impl Events {
-    fn new(inherit: bool) -> Events {
+    fn new(inherit: bool, stop: &StopFlag) -> Events {
         Events {
             rings: Vec::new(),
             counters: Vec::new(),
@@ -663,6 +670,7 @@ impl Events {
             tally: Tally::default(),
             mapped: BTreeSet::new(),
             inherit,
+            interrupt: Arc::clone(&stop.flag),
         }
     }
 
@@ -705,6 +713,9 @@ impl Events {
     ) -> Result<(), ProbeError> {
         for &cpu in cpus {
             for (target, probe) in opts.probes.iter().zip(placed) {
+                if let s @ 1.. = self.interrupt.load(Ordering::SeqCst) {
+                    return Err(ProbeError::Interrupted(s as i32));
+                }
                 self.open_group(opts, target, probe, pid, cpu, start)?;
             }
         }

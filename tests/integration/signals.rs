@@ -232,3 +232,47 @@ fn a_full_disk_stops_the_target_and_names_the_file() {
         String::from_utf8_lossy(&report.stderr)
     );
 }
+
+#[test]
+fn ctrl_c_during_a_long_set_up_stops_at_once_and_leaves_no_probe() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let bin = workloads().to_str().unwrap();
+    // Every function of libc: thousands of probes, seconds to place.
+    let mut child = perfunc()
+        .args(["record", "--calibration", "off", "-q", "-e", "task-clock"])
+        .args(["-f", "libc.so.6:*", "-o"])
+        .arg(&out)
+        .args(["--", bin, "loop", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the first probes are in place.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while probes_left_by(pid).len() < 20 {
+        assert!(Instant::now() < deadline, "no probe placed after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    perfunc::probe::sys::kill(pid as i32, libc::SIGINT).unwrap();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "still setting up 10 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("while setting up the probes"), "{err}");
+    assert_eq!(probes_left_by(pid), Vec::<String>::new());
+    assert!(!out.exists());
+}
