@@ -165,6 +165,10 @@ pub(super) struct Thread {
     /// lost event marks the whole stack at once, and a frame is marked
     /// when popped.
     lost_below: usize,
+    /// Frames looked at by the searches of returns, to test that each is
+    /// looked at once.
+    #[cfg(test)]
+    pub searched: u64,
     /// Entry values of the open frames, `ncounters` per frame.
     entry: Vec<u64>,
     /// Sums of the direct children's inclusive deltas, per open frame.
@@ -310,6 +314,10 @@ impl Thread {
             .iter()
             .rposition(|f| f.probe == probe && f.key == key)
             .expect("the open counts have a frame of the probe and key");
+        #[cfg(test)]
+        {
+            self.searched += (self.frames.len() - at) as u64;
+        }
         while self.frames.len() > at + 1 {
             let frame = self.pop(cfg);
             self.discard(cfg, frame.probe, Reason::Unwound);
