@@ -124,6 +124,33 @@ mod tests {
     }
 
     #[test]
+    fn binaries_and_build_ids_name_the_path_and_what_it_is() {
+        let zero = Path::new("/dev/zero");
+        let err = crate::symbols::Binary::open(zero).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                crate::symbols::SymbolError::NotRegular {
+                    kind: FileKind::CharDevice,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero is a character device, not a regular file; \
+             give the path of an ELF executable or shared library"
+        );
+        let err = crate::symbols::read_build_id(Path::new("/")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/ is a directory, not a regular file"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe");
