@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the pure parts: reading a trace and analyzing
-//! it (pairing, statistics) with 1 and 2 worker threads. Throughput is in
+//! it (pairing, statistics) with 1 and 2 worker threads, and analyzing a
+//! trace of calls that never return (longjmps). Throughput is in
 //! records. Run with `cargo bench --bench main`; figures in
 //! docs/performance.md.
 
@@ -97,6 +98,61 @@ fn trace() -> (Vec<u8>, u64) {
     (w.finish(&Default::default()).unwrap(), records)
 }
 
+/// Calls of a function left by longjmp in the `longjmp` benchmark.
+const LONGJMPS: u64 = 1_000_000;
+
+/// One thread's `LONGJMPS` calls of `leaf` that never return, as a probed
+/// `outer` that calls `setjmp` and then `leaf`, which jumps back: after
+/// each, a return of `middle` whose entry is not on the stack. `outer`
+/// returns at the end, unwinding every `leaf`.
+fn longjmp_trace() -> (Vec<u8>, u64) {
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    let mut records = 0;
+    let mut time = 0u64;
+    let mut push = |probe, kind, w: &mut TraceWriter<Vec<u8>>| {
+        time += 100;
+        let values = [time, 0, 0];
+        w.push_sample(&SampleIn {
+            key: 0,
+            time,
+            pid: 1,
+            tid: 100,
+            probe,
+            cpu: 0,
+            kind,
+            time_enabled: time,
+            time_running: time,
+            values: &values,
+        })
+        .unwrap();
+        records += 1;
+        if records % 50_000 == 0 {
+            w.flush().unwrap();
+        }
+    };
+    push(0, RecordKind::Entry, &mut w);
+    for _ in 0..LONGJMPS {
+        push(2, RecordKind::Entry, &mut w);
+        push(1, RecordKind::Return, &mut w);
+    }
+    push(0, RecordKind::Return, &mut w);
+    (w.finish(&Default::default()).unwrap(), records)
+}
+
+fn longjmp_bench(c: &mut Criterion) {
+    let (bytes, records) = longjmp_trace();
+    let mut group = c.benchmark_group("longjmp");
+    group.throughput(Throughput::Elements(records));
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::new("analyze", LONGJMPS), |b| {
+        b.iter(|| {
+            let reader = TraceReader::new(bytes.as_slice()).unwrap();
+            black_box(analyze(reader, &AnalysisOptions::default()).unwrap())
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let (bytes, records) = trace();
     let mut group = c.benchmark_group("trace");
@@ -127,5 +183,5 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(trace_benches, benches);
+criterion_group!(trace_benches, benches, longjmp_bench);
 criterion_main!(trace_benches);

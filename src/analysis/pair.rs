@@ -145,6 +145,8 @@ struct Frame {
     enabled: u64,
     running: u64,
     cpu: u16,
+    /// Whether records were lost while it was open (set when it is popped;
+    /// see [`Thread::lost_below`]).
     lost: bool,
     descendants: u32,
 }
@@ -154,6 +156,19 @@ struct Frame {
 pub(super) struct Thread {
     pub tid: u32,
     frames: Vec<Frame>,
+    /// Per probe, its open frames: a return of a probe without any is
+    /// answered without searching the stack.
+    open: Vec<u32>,
+    /// Per (probe, key), its open frames, when records carry a key.
+    open_keys: IntMap<(u32, u64), u32>,
+    /// The frames below this height were open when records were lost: a
+    /// lost event marks the whole stack at once, and a frame is marked
+    /// when popped.
+    lost_below: usize,
+    /// Frames looked at by the searches of returns, to test that each is
+    /// looked at once.
+    #[cfg(test)]
+    pub searched: u64,
     /// Entry values of the open frames, `ncounters` per frame.
     entry: Vec<u64>,
     /// Sums of the direct children's inclusive deltas, per open frame.
@@ -185,6 +200,7 @@ impl Thread {
             inclusive: vec![0; cfg.ncounters],
             self_: vec![0; cfg.ncounters],
             funcs: (0..cfg.wanted.len()).map(|_| None).collect(),
+            open: vec![0; cfg.wanted.len()],
             ..Self::default()
         }
     }
@@ -228,7 +244,7 @@ impl Thread {
         match event {
             EventKind::Lost { cpu } => {
                 if self.last_cpu.map(u32::from) == Some(cpu) {
-                    self.frames.iter_mut().for_each(|f| f.lost = true);
+                    self.lost_below = self.frames.len();
                 }
             }
             EventKind::Exit { tid } => {
@@ -252,6 +268,9 @@ impl Thread {
         while let Some(frame) = self.frames.pop() {
             self.discard(cfg, frame.probe, reason);
         }
+        self.open.iter_mut().for_each(|n| *n = 0);
+        self.open_keys.clear();
+        self.lost_below = 0;
         self.entry.clear();
         self.children.clear();
         self.nested_costs.clear();
@@ -260,6 +279,10 @@ impl Thread {
     fn enter(&mut self, cfg: &PairConfig, rec: Rec<'_>) {
         let parent = self.frames.last().map_or(ROOT, |f| f.node);
         let node = self.trie.child(parent, rec.probe());
+        self.open[rec.probe() as usize] += 1;
+        if cfg.keyed {
+            *self.open_keys.entry((rec.probe(), rec.key())).or_insert(0) += 1;
+        }
         self.frames.push(Frame {
             probe: rec.probe(),
             key: rec.key(),
@@ -280,19 +303,32 @@ impl Thread {
 
     fn leave(&mut self, cfg: &PairConfig, rec: Rec<'_>) {
         let (probe, key) = (rec.probe(), rec.key());
-        let Some(at) = self
+        if !self.has_open(cfg, probe, key) {
+            self.discard(cfg, probe, Reason::ReturnWithoutEntry);
+            return;
+        }
+        // Every frame searched past is unwound: the search and the pops
+        // cost one step per frame entered.
+        let at = self
             .frames
             .iter()
             .rposition(|f| f.probe == probe && f.key == key)
-        else {
-            self.discard(cfg, probe, Reason::ReturnWithoutEntry);
-            return;
-        };
+            .expect("the open counts have a frame of the probe and key");
+        #[cfg(test)]
+        {
+            self.searched += (self.frames.len() - at) as u64;
+        }
         while self.frames.len() > at + 1 {
             let frame = self.pop(cfg);
             self.discard(cfg, frame.probe, Reason::Unwound);
         }
         self.complete(cfg, rec);
+    }
+
+    /// Whether a frame of `probe` with `key` is open.
+    fn has_open(&self, cfg: &PairConfig, probe: u32, key: u64) -> bool {
+        self.open[probe as usize] > 0
+            && (!cfg.keyed || self.open_keys.get(&(probe, key)).is_some_and(|&n| n > 0))
     }
 
     /// Pops the top frame, counting it (and, when calibrating, its probes'
@@ -301,8 +337,22 @@ impl Thread {
     /// instructions without a profile).
     #[inline(always)]
     fn pop(&mut self, cfg: &PairConfig) -> Frame {
-        let frame = self.frames.pop().expect("a frame is open");
-        let base = self.frames.len() * cfg.ncounters;
+        let mut frame = self.frames.pop().expect("a frame is open");
+        let height = self.frames.len();
+        if height < self.lost_below {
+            frame.lost = true;
+            self.lost_below = height;
+        }
+        self.open[frame.probe as usize] -= 1;
+        if cfg.keyed {
+            if let Some(n) = self.open_keys.get_mut(&(frame.probe, frame.key)) {
+                *n -= 1;
+                if *n == 0 {
+                    self.open_keys.remove(&(frame.probe, frame.key));
+                }
+            }
+        }
+        let base = height * cfg.ncounters;
         if let Some(parent) = self.frames.last_mut() {
             parent.descendants += 1 + frame.descendants;
             if let Some(comp) = &cfg.compensation {

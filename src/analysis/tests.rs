@@ -1466,3 +1466,110 @@ fn salvage_never_pairs_a_call_across_a_damaged_range() {
         "{err}"
     );
 }
+
+/// Calls that never return (a longjmp out of each): 100,000 frames left
+/// open under a caller, each followed by a return whose entry is not on
+/// the stack, then the caller's return, which unwinds them all; then
+/// 100,000 more at the outermost level, each followed by another such
+/// return and, with `completed`, by a call that completes above them.
+fn abandoned(n: u64, completed: bool, mut push: impl FnMut(u64, u32, bool)) {
+    let mut time = 0;
+    let mut next = move |probe: u32, entry: bool, push: &mut dyn FnMut(u64, u32, bool)| {
+        time += 10;
+        push(time, probe, entry);
+    };
+    next(MIDDLE, true, &mut push);
+    for _ in 0..n {
+        next(OUTER, true, &mut push);
+        next(LEAF, false, &mut push);
+    }
+    next(MIDDLE, false, &mut push);
+    for _ in 0..n {
+        next(OUTER, true, &mut push);
+        next(LEAF, false, &mut push);
+        if completed {
+            next(LEAF, true, &mut push);
+            next(LEAF, false, &mut push);
+        }
+    }
+}
+
+const ABANDONED: u64 = 100_000;
+
+#[test]
+fn frames_that_never_return_are_each_searched_past_once() {
+    use super::pair::{PairConfig, Thread};
+    let cfg = PairConfig {
+        ncounters: 1,
+        keyed: false,
+        strict: false,
+        switches: None,
+        wanted: vec![true; 3],
+        keep_calls: false,
+        compensation: None,
+        per_task: false,
+    };
+    let mut words = Vec::new();
+    abandoned(ABANDONED, true, |time, probe, entry| {
+        let kind = u64::from(!entry) << 48;
+        words.extend([time, time, time, u64::from(probe) | kind, time]);
+    });
+    let mut thread = Thread::new(1, &cfg);
+    thread.process(&cfg, &words, &[]);
+    // The caller's return looks at the frames above it and its own; each
+    // completed call at its own frame only; returns without an entry at
+    // none (each looked at the whole stack before).
+    assert_eq!(thread.searched, ABANDONED + 1 + ABANDONED);
+    thread.close(&cfg);
+    let discarded = |probe: u32, reason: Reason| {
+        thread.funcs[probe as usize].as_ref().unwrap().discarded[reason as usize]
+    };
+    assert_eq!(discarded(OUTER, Reason::Unwound), ABANDONED);
+    assert_eq!(discarded(OUTER, Reason::EntryWithoutReturn), ABANDONED);
+    assert_eq!(discarded(LEAF, Reason::ReturnWithoutEntry), 2 * ABANDONED);
+    let used = |probe: u32| thread.funcs[probe as usize].as_ref().unwrap().used;
+    assert_eq!((used(MIDDLE), used(LEAF), used(OUTER)), (1, ABANDONED, 0));
+}
+
+/// Without completed calls above the abandoned frames: with them, the call
+/// tree holds a path as deep as the open stack for each.
+#[test]
+fn frames_that_never_return_are_counted_in_the_analysis() {
+    let mut f = Fixture::new(&["instructions"], &APP);
+    let mut records = 0;
+    abandoned(ABANDONED, false, |time, probe, is_entry| {
+        let values = [time];
+        if is_entry {
+            f.push(entry(time, probe, &values));
+        } else {
+            f.push(exit(time, probe, &values));
+        }
+        records += 1;
+        if records % 4096 == 0 {
+            f.round();
+        }
+    });
+    let a = run(&f.finish(0), &options());
+    assert_eq!(a.trace.records, 4 * ABANDONED + 2);
+    let outer = func(&a, "app::outer");
+    assert_eq!((outer.calls, outer.used), (2 * ABANDONED, 0));
+    assert_eq!(
+        outer.discarded,
+        counts(&[
+            (Reason::EntryWithoutReturn, ABANDONED),
+            (Reason::Unwound, ABANDONED)
+        ])
+    );
+    let leaf = func(&a, "app::leaf");
+    assert_eq!((leaf.calls, leaf.used), (2 * ABANDONED, 0));
+    assert_eq!(
+        leaf.discarded,
+        counts(&[(Reason::ReturnWithoutEntry, 2 * ABANDONED)])
+    );
+    let middle = func(&a, "app::middle");
+    assert_eq!((middle.calls, middle.used), (1, 1));
+    // The unwound frames' costs stay in the caller's self cost.
+    let sum = 20.0 * ABANDONED as f64 + 10.0;
+    assert_eq!(middle.counters[0].sum, sum);
+    assert_eq!(tree(&a), [(vec![MIDDLE], 1, vec![sum], vec![sum])]);
+}

@@ -28,6 +28,7 @@ pub enum Root {
 /// inclusive cost.
 pub fn folded(analysis: &Analysis, counter: usize, root: Root) -> Folded {
     let process = process_name(&analysis.trace.command);
+    let names = Names::new(analysis);
     let mut folded = Folded::new();
     for path in &analysis.tree {
         let mut frames = Vec::with_capacity(path.path.len() + 2);
@@ -37,11 +38,7 @@ pub fn folded(analysis: &Analysis, counter: usize, root: Root) -> Folded {
                 frames.push(format!("tid {tid}"));
             }
         }
-        frames.extend(
-            path.path
-                .iter()
-                .map(|&probe| function_name(analysis, probe)),
-        );
+        frames.extend(path.path.iter().map(|&probe| names.get(probe)));
         // Sums of whole units, exact in f64 up to 2^53.
         folded.add(&frames, path.self_[counter].round() as i128);
     }
@@ -88,6 +85,7 @@ impl CallerTree {
     /// that call; one without either sits on the process (or thread)
     /// frame.
     pub fn folded(&self, analysis: &Analysis, chains: &Chains, per_thread: bool) -> Folded {
+        let names = Names::new(analysis);
         let mut derived: HashMap<usize, Vec<String>> = HashMap::new();
         let mut sums: HashMap<(Option<u32>, Vec<String>, u32), i128> = HashMap::new();
         let mut by_chain: HashMap<(Option<u32>, Option<u32>, u32), i128> = HashMap::new();
@@ -96,7 +94,7 @@ impl CallerTree {
             if c.chain.is_some() || c.parent.is_none() {
                 *by_chain.entry((tid, c.chain, c.probe)).or_default() += c.value;
             } else {
-                let callers = self.callers(i, analysis, chains, &mut derived);
+                let callers = self.callers(i, &names, chains, &mut derived);
                 *sums.entry((tid, callers, c.probe)).or_default() += c.value;
             }
         }
@@ -106,7 +104,7 @@ impl CallerTree {
             let mut frames = vec![process.clone()];
             frames.extend(tid.map(|t| format!("tid {t}")));
             frames.extend(callers.iter().cloned());
-            frames.push(function_name(analysis, probe));
+            frames.push(names.get(probe));
             folded.add(&frames, value);
         };
         for ((tid, chain, probe), value) in by_chain {
@@ -127,7 +125,7 @@ impl CallerTree {
     fn callers(
         &self,
         i: usize,
-        analysis: &Analysis,
+        names: &Names<'_>,
         chains: &Chains,
         memo: &mut HashMap<usize, Vec<String>>,
     ) -> Vec<String> {
@@ -141,8 +139,8 @@ impl CallerTree {
         if let Some(hit) = memo.get(&parent) {
             return hit.clone();
         }
-        let mut callers = self.callers(parent, analysis, chains, memo);
-        callers.push(function_name(analysis, self.calls[parent].probe));
+        let mut callers = self.callers(parent, names, chains, memo);
+        callers.push(names.get(self.calls[parent].probe));
         memo.insert(parent, callers.clone());
         callers
     }
@@ -230,12 +228,23 @@ pub fn process_name(command: &str) -> String {
     program.rsplit('/').next().unwrap_or(program).to_owned()
 }
 
-fn function_name(analysis: &Analysis, probe: u32) -> String {
-    analysis
-        .functions
-        .iter()
-        .find(|f| f.probe == probe)
-        .map_or_else(|| format!("probe {probe}"), |f| f.name.clone())
+/// The functions' names by probe, looked up once per frame drawn.
+struct Names<'a>(HashMap<u32, &'a str>);
+
+impl<'a> Names<'a> {
+    fn new(analysis: &'a Analysis) -> Self {
+        let mut names = HashMap::new();
+        for f in &analysis.functions {
+            names.entry(f.probe).or_insert(f.name.as_str());
+        }
+        Self(names)
+    }
+
+    fn get(&self, probe: u32) -> String {
+        self.0
+            .get(&probe)
+            .map_or_else(|| format!("probe {probe}"), |&name| name.to_owned())
+    }
 }
 
 fn unit_name(unit: Unit) -> &'static str {

@@ -10,10 +10,11 @@ use super::elf::{hex, Elf};
 const DEBUG_ROOT: &str = "/usr/lib/debug";
 
 /// A separate debug file that belongs to a binary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct DebugFile {
     pub(crate) path: PathBuf,
-    pub(crate) data: Vec<u8>,
+    /// Its content, mapped.
+    pub(crate) data: memmap2::Mmap,
 }
 
 /// The separate debug file of `binary` (parsed as `file`), if one exists and
@@ -61,7 +62,7 @@ fn debuglink_candidates(binary: &Path, name: &str, root: &Path) -> Vec<PathBuf> 
 }
 
 fn read_if(path: PathBuf, verify: impl Fn(&[u8]) -> bool) -> Option<DebugFile> {
-    let data = std::fs::read(&path).ok()?;
+    let data = super::file::map_regular(&path).ok()?;
     let usable = verify(&data) && has_symtab(&data);
     usable.then_some(DebugFile { path, data })
 }

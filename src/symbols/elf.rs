@@ -1,7 +1,6 @@
 //! One ELF binary and its functions.
 
 use std::cmp::Reverse;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::elf::{ET_DYN, SHF_EXECINSTR};
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::demangle::demangle;
 use super::insn::{endbr64_skip, MAX_INSN_LEN};
-use super::{debug, pattern, InsnClass, SymbolError};
+use super::{debug, file, pattern, InsnClass, SymbolError};
 
 /// A virtual address as written in the ELF file (before any load bias).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,7 +83,7 @@ impl Binary {
     /// [`SymbolError::Io`] when the file cannot be read, and the errors of
     /// [`Binary::parse`].
     pub fn open(path: &Path) -> Result<Binary, SymbolError> {
-        let data = std::fs::read(path).map_err(|e| SymbolError::io(path, e))?;
+        let data = file::map_regular(path).map_err(|e| SymbolError::io(path, e))?;
         let found = {
             let file = parse_elf(path, &data)?;
             match file.symbol_table() {
@@ -182,7 +181,7 @@ impl Binary {
 /// [`SymbolError::Io`] when the file cannot be read, [`SymbolError::Elf`]
 /// when it is not 64-bit ELF.
 pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, SymbolError> {
-    let file = File::open(path).map_err(|e| SymbolError::io(path, e))?;
+    let file = file::open_regular(path).map_err(|e| SymbolError::io(path, e))?;
     let cache = ReadCache::new(file);
     let elf =
         ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|source| SymbolError::Elf {

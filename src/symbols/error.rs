@@ -14,6 +14,15 @@ pub enum SymbolError {
         /// What the OS said.
         cause: std::io::Error,
     },
+    /// A path names something other than a regular file: reading a device
+    /// such as `/dev/zero` would never end.
+    #[error("{} is {kind}, not a regular file; give the path of an ELF executable or shared library", path.display())]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: super::FileKind,
+    },
     /// A binary is not a valid ELF file.
     #[error("failed to parse {} as an ELF file: {cause}; give the path of an ELF executable or shared library", path.display())]
     Elf {
@@ -107,8 +116,15 @@ fn searched_text(searched: &[PathBuf]) -> String {
 }
 
 impl SymbolError {
-    /// An [`SymbolError::Io`] for `path`.
+    /// An [`SymbolError::Io`] for `path`, or [`SymbolError::NotRegular`]
+    /// when the file was refused as not regular.
     pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> SymbolError {
+        if let Some(kind) = super::file::not_regular(&cause) {
+            return SymbolError::NotRegular {
+                path: path.into(),
+                kind,
+            };
+        }
         SymbolError::Io {
             path: path.into(),
             cause,

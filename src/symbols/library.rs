@@ -2,7 +2,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -241,7 +240,7 @@ fn dynamic_info<'data, R: ReadRef<'data>>(data: R) -> Result<DynamicInfo, object
 }
 
 fn read_object(path: &Path) -> Result<DynObject, SymbolError> {
-    let file = File::open(path).map_err(|e| SymbolError::io(path, e))?;
+    let file = super::file::open_regular(path).map_err(|e| SymbolError::io(path, e))?;
     let cache = ReadCache::new(file);
     let info = dynamic_info(&cache).map_err(|source| SymbolError::Elf {
         path: path.to_owned(),
@@ -276,7 +275,7 @@ fn split_search_path(lists: &[String], origin: &Path) -> Vec<PathBuf> {
 /// Whether `path` is a 64-bit little-endian x86-64 ELF file.
 fn is_x86_64_elf(path: &Path) -> bool {
     let mut header = [0u8; 20];
-    let read = File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    let read = super::file::open_regular(path).and_then(|mut f| f.read_exact(&mut header));
     read.is_ok() && header.starts_with(b"\x7fELF\x02\x01") && header[18..20] == [62, 0]
 }
 

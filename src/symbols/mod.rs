@@ -28,6 +28,7 @@ mod debug;
 pub(crate) mod demangle;
 mod elf;
 mod error;
+pub(crate) mod file;
 mod insn;
 mod library;
 mod pattern;
@@ -38,6 +39,7 @@ mod testutil;
 
 pub use elf::{read_build_id, Binary, ElfAddr, FileOffset, Function};
 pub use error::SymbolError;
+pub use file::FileKind;
 pub use insn::{endbr64_skip, InsnClass};
 pub use library::find_library;
 pub use resolve::{resolve, Resolved};

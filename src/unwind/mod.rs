@@ -236,7 +236,7 @@ impl Unwinder {
         if let Some(&index) = self.by_path.get(path) {
             return index;
         }
-        let cfi = std::fs::read(path)
+        let cfi = crate::symbols::file::map_regular(path)
             .map_err(|source| UnwindError::Read {
                 path: path.to_path_buf(),
                 source,

@@ -332,3 +332,61 @@ fn salvage_resynchronises_after_a_flipped_byte_in_the_first_chunk() {
     );
     assert!(err.contains("length field"), "{err}");
 }
+
+/// Runs perfunc, killing it if it has not exited within `limit`: a
+/// regression would read `/dev/zero` until memory runs out.
+fn run_within(args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = perfunc()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run perfunc");
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("perfunc {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_device_or_directory_is_refused_as_a_binary() {
+    let limit = std::time::Duration::from_secs(10);
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&["list", "/dev/zero"], "/dev/zero", "a character device"),
+        (&["list", "/"], "/", "a directory"),
+        (
+            &[
+                "record",
+                "--calibration",
+                "off",
+                "-e",
+                "task-clock",
+                "-f",
+                "/dev/zero:foo",
+                "-o",
+                "/dev/null",
+                "--",
+                "true",
+            ],
+            "/dev/zero",
+            "a character device",
+        ),
+    ];
+    for (args, path, kind) in cases {
+        let out = run_within(args, limit);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{path} is {kind}, not a regular file")),
+            "{args:?}: {err}"
+        );
+    }
+}
