@@ -115,6 +115,19 @@ pub fn probes_available() -> bool {
     false
 }
 
+/// The first line a child prints on its piped stdout: the fixture's
+/// `slow` mode says `ready PID` once it runs (after perfunc's probes are
+/// in place, when perfunc started it).
+pub fn first_line(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped stdout")),
+        &mut line,
+    )
+    .unwrap();
+    line
+}
+
 /// Runs perfunc and returns its output, asserting nothing.
 pub fn run(args: &[&str]) -> Output {
     perfunc().args(args).output().expect("run perfunc")

@@ -11,7 +11,8 @@ use std::time::Duration;
 use perfunc::trace::RecordKind;
 
 use crate::common::{
-    counts, function, json_report, perfunc, probes_available, run_expect, trace, workloads,
+    counts, first_line, function, json_report, perfunc, probes_available, run_expect, trace,
+    workloads,
 };
 
 /// Records `functions` on `cmd` with `--follow follow` into DIR/NAME.
@@ -223,12 +224,7 @@ fn a_stopped_and_continued_target_loses_nothing() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    let ready = first_line(&mut child);
     let target: i32 = ready
         .trim()
         .strip_prefix("ready ")
@@ -265,12 +261,8 @@ fn an_attached_process_runs_on_untraced() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(target.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    // Attach once the target runs.
+    first_line(&mut target);
     let pid = target.id().to_string();
     let args = [
         "record",

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    counts, definitions_left_by, function, json_report, perfunc, probes_available, run_expect,
-    trace, workloads,
+    counts, definitions_left_by, first_line, function, json_report, perfunc, probes_available,
+    run_expect, trace, workloads,
 };
 
 /// Whether kprobes can be placed here.
@@ -238,12 +238,7 @@ fn kprobes_of_a_killed_perfunc_are_removed_by_the_next_run() {
         .unwrap();
     let pid = child.id();
     // The target starts once every probe is in place, and says so.
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    let ready = first_line(&mut child);
     assert!(ready.starts_with("ready"), "{ready:?}");
     assert!(!definitions_left_by(pid, "kprobe_events").is_empty());
     perfunc::probe::sys::kill(pid as i32, libc::SIGKILL).unwrap();
