@@ -14,6 +14,7 @@
 //!
 //! The syntax and the encoding table are in `docs/counters.md`.
 
+pub mod cpu;
 mod error;
 mod explain;
 mod names;
