@@ -18,6 +18,7 @@ pub mod cpu;
 mod defaults;
 mod error;
 mod explain;
+mod groups;
 mod names;
 mod pmu;
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use defaults::{decide_defaults, CorePmu, CounterDecision, Dropped, Replacement};
 pub use error::{EventError, PMU_DEVICES_DIR};
 pub use explain::{errno_name, explain_open_error, OpenContext};
+pub use groups::{check_group_fits, PmuLimits};
 pub use names::{
     known_aliases, known_counters, PERF_TYPE_HARDWARE, PERF_TYPE_HW_CACHE, PERF_TYPE_RAW,
     PERF_TYPE_SOFTWARE,
