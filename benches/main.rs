@@ -34,6 +34,7 @@ fn header() -> TraceHeader {
     TraceHeader {
         callchains: false,
         follow: None,
+        counter_decision: None,
         key_column: false,
         perfunc_version: "bench".to_owned(),
         created_unix_ns: 0,

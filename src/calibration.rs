@@ -223,6 +223,7 @@ mod tests {
         TraceHeader {
             callchains: false,
             follow: None,
+            counter_decision: None,
             key_column: false,
             perfunc_version: "0".into(),
             created_unix_ns: 0,

@@ -21,6 +21,7 @@ fn header(counters: &[&str], functions: &[&str]) -> TraceHeader {
     TraceHeader {
         callchains: false,
         follow: None,
+        counter_decision: None,
         key_column: false,
         perfunc_version: "0.1.0".into(),
         created_unix_ns: 0,

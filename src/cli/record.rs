@@ -329,6 +329,7 @@ impl Plan {
             key_column: kernel_sites.iter().any(|k| k.key.is_some()),
             callchains: self.callchain != Callchain::None,
             follow: None,
+            counter_decision: None,
         }
     }
 }

@@ -14,15 +14,20 @@
 //!
 //! The syntax and the encoding table are in `docs/counters.md`.
 
+pub mod cpu;
+mod defaults;
 mod error;
 mod explain;
+mod groups;
 mod names;
 mod pmu;
 
 use serde::{Deserialize, Serialize};
 
+pub use defaults::{decide_defaults, CorePmu, CounterDecision, Dropped, Replacement};
 pub use error::{EventError, PMU_DEVICES_DIR};
 pub use explain::{errno_name, explain_open_error, OpenContext};
+pub use groups::{check_group_fits, PmuLimits};
 pub use names::{
     known_aliases, known_counters, PERF_TYPE_HARDWARE, PERF_TYPE_HW_CACHE, PERF_TYPE_RAW,
     PERF_TYPE_SOFTWARE,
@@ -281,13 +286,22 @@ fn pmu_spec(name: &str, pmus: &dyn PmuSource) -> Result<CounterSpec, EventError>
     ))
 }
 
-/// The spec of a name without modifier, under its canonical name.
-fn base_counter(name: &str, pmus: &dyn PmuSource) -> Result<CounterSpec, EventError> {
+/// The spec of a name without modifier, under its canonical name; a
+/// model's event (`mem_load_retired.l3_miss`) when `model` is the running
+/// CPU's and ships it.
+fn base_counter(
+    name: &str,
+    pmus: &dyn PmuSource,
+    model: Option<&cpu::ModelEvents>,
+) -> Result<CounterSpec, EventError> {
     if name.contains('/') {
         return pmu_spec(name, pmus);
     }
     if let Some(spec) = names::legacy_counter(name) {
         return Ok(spec);
+    }
+    if let Some(spec) = model_counter(name, pmus, model) {
+        return spec;
     }
     raw_counter(name).unwrap_or_else(|| {
         Err(EventError::UnknownCounter {
@@ -297,16 +311,46 @@ fn base_counter(name: &str, pmus: &dyn PmuSource) -> Result<CounterSpec, EventEr
     })
 }
 
+/// One of the model's events by perf's name, on the PMU it belongs to
+/// (its `Unit`, else the core PMU); named in lower case as perf lists it.
+fn model_counter(
+    name: &str,
+    pmus: &dyn PmuSource,
+    model: Option<&cpu::ModelEvents>,
+) -> Option<Result<CounterSpec, EventError>> {
+    let model = model?;
+    let event = model.event(name)?;
+    let pmu = cpu::ModelEvents::pmu_of(event);
+    let type_ = pmus.pmu_type(pmu).unwrap_or(PERF_TYPE_RAW);
+    Some(
+        model
+            .spec(event, type_)
+            .map_err(|reason| EventError::InvalidRaw {
+                name: format!("{name} ({reason})"),
+            }),
+    )
+}
+
 /// Parses one counter: a hardware, software or cache name as perf spells
 /// it (aliases accepted), `rNNNN`, `pmu/event/` or `pmu/term=value,.../`,
 /// optionally followed by `:u`, `:k` or `:uk`.
 pub fn parse_counter(text: &str, pmus: &dyn PmuSource) -> Result<CounterSpec, EventError> {
+    parse_counter_on(text, pmus, None)
+}
+
+/// [`parse_counter`], also taking the events of the CPU model `model`
+/// (`mem_load_retired.l3_miss`, `ls_dmnd_fills_from_sys.dram_io_far`).
+pub fn parse_counter_on(
+    text: &str,
+    pmus: &dyn PmuSource,
+    model: Option<&cpu::ModelEvents>,
+) -> Result<CounterSpec, EventError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(EventError::EmptyName);
     }
     let (name, modifier) = split_modifier(text);
-    let mut spec = base_counter(name, pmus)?;
+    let mut spec = base_counter(name, pmus, model)?;
     if let Some(modifier) = modifier {
         apply_modifier(&mut spec, modifier, text)?;
         spec.name.push_str(&text[name.len()..]);
@@ -340,6 +384,15 @@ pub fn parse_counter_list(
     list: &str,
     pmus: &dyn PmuSource,
 ) -> Result<Vec<CounterSpec>, EventError> {
+    parse_counter_list_on(list, pmus, None)
+}
+
+/// [`parse_counter_list`] with the events of the CPU model `model`.
+pub fn parse_counter_list_on(
+    list: &str,
+    pmus: &dyn PmuSource,
+    model: Option<&cpu::ModelEvents>,
+) -> Result<Vec<CounterSpec>, EventError> {
     if list.trim().is_empty() {
         return Err(EventError::EmptyList);
     }
@@ -353,7 +406,7 @@ pub fn parse_counter_list(
     }
     let mut specs: Vec<CounterSpec> = Vec::new();
     for item in items {
-        let spec = parse_counter(item, pmus)?;
+        let spec = parse_counter_on(item, pmus, model)?;
         if let Some(first) = specs.iter().find(|earlier| earlier.same_counter(&spec)) {
             return Err(EventError::Duplicate {
                 name: spec.name,

@@ -47,6 +47,11 @@ pub struct TraceHeader {
     /// of perfunc before 0.2, which always inherited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow: Option<String>,
+    /// How the default counters were chosen (recordings without `-e`):
+    /// which generic counters opened, which were replaced by the CPU
+    /// model's events or dropped, and the line perfunc printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter_decision: Option<crate::events::CounterDecision>,
 }
 
 impl TraceHeader {

@@ -44,6 +44,7 @@ pub(super) fn header(ncounters: usize) -> TraceHeader {
     TraceHeader {
         callchains: false,
         follow: None,
+        counter_decision: None,
         key_column: false,
         perfunc_version: "0.1.0".to_string(),
         created_unix_ns: 1_700_000_000_123_456_789,
