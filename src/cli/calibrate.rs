@@ -51,7 +51,7 @@ impl std::str::FromStr for CalibrationMode {
 
 /// Runs `perfunc calibrate`.
 pub fn run(args: &CalibrateArgs) -> anyhow::Result<i32> {
-    let counters = select_counters(&args.events)?;
+    let (counters, _) = select_counters(&args.events)?;
     let started = Instant::now();
     let profile = measure(&counters, args.calls, args.rounds)?;
     let path = match &args.output {
@@ -129,6 +129,7 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
     let _ = std::fs::remove_file(&output);
     let plan = Plan {
         counters: counters.to_vec(),
+        counter_decision: None,
         functions: vec![TARGET_PATTERN.to_owned()],
         kernel: calibration_syscall(),
         target: RecordTarget::Command(vec![

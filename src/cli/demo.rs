@@ -28,8 +28,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         // One left by a killed perfunc of the same pid would be kept as .old.
         let _ = std::fs::remove_file(&output);
     }
+    let (counters, counter_decision) = select_counters(&args.events)?;
     let plan = Plan {
-        counters: select_counters(&args.events)?,
+        counters,
+        counter_decision,
         functions: vec![DEMO_FUNCTIONS.to_owned()],
         kernel: Vec::new(),
         target: RecordTarget::Command(vec![

@@ -12,7 +12,7 @@ use super::calibrate::{profile_for_recording, CalibrationMode};
 use super::kernel::{self, KernelSite};
 use super::units::human_bytes;
 use super::RecordArgs;
-use crate::events::{self, CounterSpec, DEFAULT_FALLBACK, DEFAULT_HARDWARE};
+use crate::events::{self, CounterSpec};
 use crate::output::AtomicOutput;
 use crate::probe::pmu::{self, SysfsPmus};
 use crate::probe::sys::signal_name;
@@ -32,12 +32,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
         (None, false) => RecordTarget::Command(args.command.clone()),
         (None, true) => bail!("nothing to record: give a command after `--`, -p PID, or -a"),
     };
-    let mut counters = select_counters(&args.events)?;
+    let (mut counters, counter_decision) = select_counters(&args.events)?;
     if args.all_cpus {
         add_context_switches(&mut counters, args.quiet)?;
     }
     let plan = Plan {
         counters,
+        counter_decision,
         functions: args.functions.clone(),
         kernel: args.kernel.clone(),
         target,
@@ -80,6 +81,8 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
 pub struct Plan {
     /// Counters, in trace order.
     pub counters: Vec<CounterSpec>,
+    /// How the default counters were chosen; `None` for `-e`.
+    pub counter_decision: Option<events::CounterDecision>,
     /// `-f` patterns.
     pub functions: Vec<String>,
     /// `-k` specs.
@@ -329,7 +332,7 @@ impl Plan {
             key_column: kernel_sites.iter().any(|k| k.key.is_some()),
             callchains: self.callchain != Callchain::None,
             follow: None,
-            counter_decision: None,
+            counter_decision: self.counter_decision.clone(),
         }
     }
 }
@@ -457,9 +460,16 @@ fn add_context_switches(counters: &mut Vec<CounterSpec>, quiet: bool) -> anyhow:
     Ok(())
 }
 
-/// Parses `-e` lists, or picks the default counters for this machine.
-pub fn select_counters(lists: &[String]) -> anyhow::Result<Vec<CounterSpec>> {
+/// Parses `-e` lists, or decides the default counters for this machine
+/// one by one (see [`events::decide_defaults`]), printing the decision
+/// (also with `-q`, as a warning) when it is not the generic LLC set. A
+/// hardware group the CPU's PMU could never schedule is refused before
+/// anything is recorded.
+pub fn select_counters(
+    lists: &[String],
+) -> anyhow::Result<(Vec<CounterSpec>, Option<events::CounterDecision>)> {
     let pmus = SysfsPmus::default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     if !lists.is_empty() {
         let mut counters: Vec<CounterSpec> = Vec::new();
         for list in lists {
@@ -470,41 +480,25 @@ pub fn select_counters(lists: &[String]) -> anyhow::Result<Vec<CounterSpec>> {
                 counters.push(spec);
             }
         }
-        return Ok(counters);
-    }
-    let hardware = parse_names(&DEFAULT_HARDWARE)?;
-    match hardware
-        .iter()
-        .find_map(|c| pmu::try_open(c).err().map(|e| (c, e)))
-    {
-        None => Ok(hardware),
-        Some((failed, errno)) => {
-            eprintln!(
-                "perfunc: warning: {} cannot be counted here ({}); counting {} instead",
-                failed.name,
-                errno_name(errno),
-                DEFAULT_FALLBACK.join(",")
-            );
-            parse_names(&DEFAULT_FALLBACK)
+        if let Some(cpu) = events::cpu::CpuId::from_cpuinfo(&cpuinfo) {
+            use crate::events::PmuSource;
+            let core_types: Vec<u32> = ["cpu", "cpu_core", "cpu_atom"]
+                .iter()
+                .filter_map(|p| pmus.pmu_type(p))
+                .collect();
+            if let Err(why) = events::check_group_fits(&counters, &cpu, &core_types) {
+                bail!("{why}");
+            }
         }
+        return Ok((counters, None));
     }
-}
-
-fn parse_names(names: &[&str]) -> anyhow::Result<Vec<CounterSpec>> {
-    let pmus = events::NoPmus;
-    Ok(names
-        .iter()
-        .map(|n| events::parse_counter(n, &pmus))
-        .collect::<Result<_, _>>()?)
-}
-
-fn errno_name(errno: i32) -> String {
-    let cause = match errno {
-        libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP => ": no hardware PMU, as in most VMs",
-        libc::EACCES | libc::EPERM => ": not permitted",
-        _ => "",
-    };
-    format!("{}{cause}", std::io::Error::from_raw_os_error(errno))
+    let (counters, decision) = events::decide_defaults(&cpuinfo, &pmus, &mut pmu::try_open);
+    let as_asked =
+        decision.replaced.is_empty() && decision.dropped.is_empty() && !decision.fallback;
+    if !as_asked {
+        eprintln!("perfunc: {}", decision.summary);
+    }
+    Ok((counters, Some(decision)))
 }
 
 /// Finds a command as execvp would: a name with a slash is a path, other

@@ -503,3 +503,66 @@ fn probes_in_a_library_the_target_never_loads_are_named_at_exit() {
         "{err}"
     );
 }
+
+#[test]
+fn the_default_counters_are_decided_one_by_one_and_the_decision_is_kept() {
+    if !probes_available() {
+        return;
+    }
+    let has_pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let bin = workloads().to_str().unwrap();
+    let output = perfunc()
+        .args([
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-f",
+            "pf_leaf",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", bin, "loop", "10"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    let header = trace(&out).header;
+    let decision = header.counter_decision.expect("a decision in the header");
+    let counted: Vec<&str> = header.counters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(decision.counted, counted);
+    if has_pmu {
+        // A machine with a PMU: whatever was decided is what was counted.
+        assert!(
+            !decision.fallback || err.contains(&decision.summary),
+            "{err}"
+        );
+        return;
+    }
+    // No PMU (these machines): no cache counter opens, the software set is
+    // counted, and one line says so, also with -q.
+    assert!(decision.fallback);
+    assert_eq!(counted, ["task-clock", "page-faults", "context-switches"]);
+    assert!(
+        err.contains(
+            "perfunc: counting task-clock, page-faults, context-switches: no cache counter \
+             opens here (LLC-load-misses, LLC-store-misses, LLC-prefetch-misses: ENOENT, no \
+             hardware PMU, as in most VMs)"
+        ),
+        "{err}"
+    );
+    assert_eq!(decision.summary.lines().count(), 1);
+}
+
+#[test]
+fn explicit_counters_carry_no_default_decision() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "3"]);
+    assert!(trace(&out).header.counter_decision.is_none());
+}
