@@ -434,3 +434,17 @@ fn a_libc_function_named_without_its_library_gets_the_library_spec() {
     run_expect(&as_strs(&args), 0);
     assert_eq!(counts(&trace(&out), "getppid"), (3, 3));
 }
+
+#[test]
+fn a_command_without_dashes_is_shown_with_them() {
+    let err = stderr_of(
+        &["record", "-e", "task-clock", "-f", "outer", "./mem", "4"],
+        2,
+    );
+    assert_eq!(
+        err,
+        "error: unexpected argument './mem' found: the command to record goes after `--`:\n\n  \
+         perfunc record -e task-clock -f outer -- ./mem 4\n\n\
+         For more information, try 'perfunc record --help'.\n"
+    );
+}
