@@ -496,9 +496,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(message) = forgotten_dashes(&args, &e) {
+                eprint!("{message}");
+                return Ok(EXIT_USAGE);
+            }
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
             return Ok(code);
@@ -518,6 +523,52 @@ where
             Ok(0)
         }
         Command::CalibrateWorkload { calls, rounds } => calibrate::workload(calls, rounds),
+    }
+}
+
+/// `perfunc record -f outer ./mem`: a word clap did not expect, where
+/// putting `--` before it makes a command line that parses. Returns the
+/// error to print instead of clap's, with the corrected line.
+fn forgotten_dashes(args: &[OsString], error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument
+        || args.get(1).is_none_or(|a| a != "record")
+        || args.iter().any(|a| a == "--")
+    {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') {
+        return None;
+    }
+    let fixed = (2..args.len())
+        .filter(|&i| args[i] == word.as_str())
+        .map(|i| {
+            let mut fixed = args[..i].to_vec();
+            fixed.push("--".into());
+            fixed.extend_from_slice(&args[i..]);
+            fixed
+        })
+        .find(|fixed| Cli::try_parse_from(fixed).is_ok())?;
+    let line: Vec<String> = std::iter::once("perfunc".to_owned())
+        .chain(fixed[1..].iter().map(|a| shell_quote(&a.to_string_lossy())))
+        .collect();
+    Some(format!(
+        "error: unexpected argument '{word}' found: the command to record goes after `--`:\n\n  \
+         {}\n\nFor more information, try 'perfunc record --help'.\n",
+        line.join(" ")
+    ))
+}
+
+/// `word` as a shell reads it back: bare when that is safe, else quoted.
+fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -565,9 +616,56 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
+    fn dashes_hint(args: &[&str]) -> Option<String> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let error = Cli::try_parse_from(&args).unwrap_err();
+        forgotten_dashes(&args, &error)
+    }
+
+    #[test]
+    fn a_command_without_dashes_gets_the_corrected_line() {
+        assert_eq!(
+            dashes_hint(&["perfunc", "record", "-f", "outer", "./mem", "-x", "it's"]).unwrap(),
+            "error: unexpected argument './mem' found: the command to record goes after `--`:\n\n  \
+             perfunc record -f outer -- ./mem -x 'it'\\''s'\n\n\
+             For more information, try 'perfunc record --help'.\n"
+        );
+        // The first `outer` is the value of -f: `--` goes before the second.
+        assert_eq!(
+            dashes_hint(&[
+                "perfunc",
+                "record",
+                "-e",
+                "task-clock",
+                "-f",
+                "p*",
+                "p*",
+                "1"
+            ])
+            .unwrap()
+            .lines()
+            .nth(2),
+            Some("  perfunc record -e task-clock -f 'p*' -- 'p*' 1")
+        );
+        // Not for options, nor for other commands, nor when `--` is there.
+        assert_eq!(
+            dashes_hint(&["perfunc", "record", "-f", "x", "--nope"]),
+            None
+        );
+        assert_eq!(dashes_hint(&["perfunc", "script", "x"]), None);
+        assert_eq!(
+            dashes_hint(&["perfunc", "record", "-f", "x", "-p", "1", "./mem", "--", "y"]),
+            None
+        );
+    }
+
     #[test]
     fn usage_errors_exit_2() {
         assert_eq!(run(["perfunc", "record"]).unwrap(), EXIT_USAGE);
+        assert_eq!(
+            run(["perfunc", "record", "-f", "outer", "./mem"]).unwrap(),
+            EXIT_USAGE
+        );
         assert_eq!(run(["perfunc", "--version"]).unwrap(), 0);
     }
 }

@@ -65,6 +65,17 @@ pub enum SymbolError {
         /// Up to five function names close to the pattern, closest first.
         suggestions: Vec<String>,
     },
+    /// A pattern matched no function of a program, which imports matching
+    /// functions from shared libraries: they are probed with `LIB:PATTERN`.
+    #[error("no function matches `{pattern}` in {}: it imports {} from {}; probe {} there with {}", binary.display(), imports_text(pattern), libraries.join(", "), if super::pattern::is_glob(pattern) { "them" } else { "it" }, library_specs(libraries, pattern))]
+    Imported {
+        /// The pattern.
+        pattern: String,
+        /// The program searched.
+        binary: PathBuf,
+        /// The sonames of the libraries that define the matching imports.
+        libraries: Vec<String>,
+    },
     /// A `-f` argument cannot be understood.
     #[error("invalid function spec `{spec}`: {reason}; write PATTERN or LIB:PATTERN, e.g. `compute_*` or `libc.so.6:malloc`")]
     BadSpec {
@@ -105,6 +116,22 @@ fn suggestion_text(suggestions: &[String]) -> String {
     } else {
         format!("; closest names: {}", suggestions.join(", "))
     }
+}
+
+fn imports_text(pattern: &str) -> String {
+    if super::pattern::is_glob(pattern) {
+        format!("functions matching `{pattern}`")
+    } else {
+        format!("`{pattern}`")
+    }
+}
+
+fn library_specs(libraries: &[String], pattern: &str) -> String {
+    let specs: Vec<String> = libraries
+        .iter()
+        .map(|lib| format!("-f '{lib}:{pattern}'"))
+        .collect();
+    specs.join(" ")
 }
 
 fn searched_text(searched: &[PathBuf]) -> String {
@@ -155,6 +182,31 @@ mod tests {
         assert_eq!(
             without.to_string(),
             "no function matches `x` in /bin/app; check the name, or use a glob such as `*name*`"
+        );
+    }
+
+    #[test]
+    fn an_imported_function_names_its_library_spec() {
+        let one = SymbolError::Imported {
+            pattern: "sqlite3_step".into(),
+            binary: "/usr/bin/sqlite3".into(),
+            libraries: vec!["libsqlite3.so.0".into()],
+        };
+        assert_eq!(
+            one.to_string(),
+            "no function matches `sqlite3_step` in /usr/bin/sqlite3: it imports `sqlite3_step` \
+             from libsqlite3.so.0; probe it there with -f 'libsqlite3.so.0:sqlite3_step'"
+        );
+        let two = SymbolError::Imported {
+            pattern: "*sin*".into(),
+            binary: "/bin/app".into(),
+            libraries: vec!["libc.so.6".into(), "libm.so.6".into()],
+        };
+        assert_eq!(
+            two.to_string(),
+            "no function matches `*sin*` in /bin/app: it imports functions matching `*sin*` \
+             from libc.so.6, libm.so.6; probe them there with -f 'libc.so.6:*sin*' \
+             -f 'libm.so.6:*sin*'"
         );
     }
 

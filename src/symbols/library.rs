@@ -57,6 +57,20 @@ pub fn find_library(exe: &Path, lib: &str) -> Result<PathBuf, SymbolError> {
     Loader::from_system().find(exe, lib)
 }
 
+/// Every library `exe` loads (`DT_NEEDED`, transitively, breadth first as
+/// the loader loads them) that is found: its name as needed, and its path.
+///
+/// # Errors
+/// [`SymbolError::Io`] or [`SymbolError::Elf`] when `exe` cannot be read.
+pub(crate) fn needed_libraries(exe: &Path) -> Result<Vec<(String, PathBuf)>, SymbolError> {
+    let exe_object = read_object(exe)?;
+    let deps = Loader::from_system().dependencies(&exe_object, &mut Vec::new());
+    Ok(deps
+        .into_iter()
+        .filter_map(|(name, path)| Some((name, path?)))
+        .collect())
+}
+
 /// One entry of /etc/ld.so.cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LdCacheEntry {

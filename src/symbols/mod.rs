@@ -29,6 +29,7 @@ pub(crate) mod demangle;
 mod elf;
 mod error;
 pub(crate) mod file;
+mod imports;
 mod insn;
 mod library;
 mod pattern;

@@ -14,6 +14,11 @@ const MAX_SUGGESTIONS: usize = 5;
 /// Below this Jaro-Winkler similarity a name is not worth suggesting.
 const MIN_SIMILARITY: f64 = 0.7;
 
+/// Whether `pattern` is a glob rather than an exact name.
+pub(crate) fn is_glob(pattern: &str) -> bool {
+    pattern.contains(GLOB_CHARS)
+}
+
 /// A compiled pattern. It is tried against the demangled name, the raw
 /// name and, for C++, the demangled name without parameters and return type.
 #[derive(Debug, Clone)]
@@ -24,7 +29,7 @@ pub(crate) enum Matcher {
 
 impl Matcher {
     pub(crate) fn new(pattern: &str) -> Result<Matcher, SymbolError> {
-        if !pattern.contains(GLOB_CHARS) {
+        if !is_glob(pattern) {
             return Ok(Matcher::Exact(pattern.to_owned()));
         }
         let glob = Glob::new(pattern).map_err(|source| SymbolError::BadPattern {

@@ -22,7 +22,8 @@ pub struct Resolved {
 /// # Errors
 /// The first error of [`find_library`], [`Binary::open`] or
 /// [`Binary::matching`] (a spec that matches nothing gives
-/// [`SymbolError::NoMatch`]).
+/// [`SymbolError::NoMatch`], or [`SymbolError::Imported`] when the program
+/// imports matching functions from its libraries).
 pub fn resolve(exe: &Path, specs: &[FunctionSpec]) -> Result<Vec<Resolved>, SymbolError> {
     let mut binaries: HashMap<PathBuf, Arc<Binary>> = HashMap::new();
     let mut seen: HashSet<(PathBuf, ElfAddr)> = HashSet::new();
@@ -40,7 +41,13 @@ pub fn resolve(exe: &Path, specs: &[FunctionSpec]) -> Result<Vec<Resolved>, Symb
                 binary
             }
         };
-        for function in binary.matching(&spec.pattern)? {
+        let functions = match binary.matching(&spec.pattern) {
+            Err(e @ SymbolError::NoMatch { .. }) if spec.library.is_none() => {
+                return Err(imported(exe, &spec.pattern).unwrap_or(e));
+            }
+            other => other?,
+        };
+        for function in functions {
             if seen.insert((path.clone(), function.addr)) {
                 resolved.push(Resolved {
                     binary: Arc::clone(&binary),
@@ -50,6 +57,18 @@ pub fn resolve(exe: &Path, specs: &[FunctionSpec]) -> Result<Vec<Resolved>, Symb
         }
     }
     Ok(resolved)
+}
+
+/// A pattern that matches nothing in `exe` but functions it imports:
+/// [`SymbolError::Imported`] naming the libraries that define them, or
+/// `None` (also when the libraries cannot be read).
+fn imported(exe: &Path, pattern: &str) -> Option<SymbolError> {
+    let libraries = super::imports::providers(exe, pattern).ok()?;
+    (!libraries.is_empty()).then(|| SymbolError::Imported {
+        pattern: pattern.to_owned(),
+        binary: exe.to_owned(),
+        libraries,
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +123,24 @@ mod tests {
         assert_eq!(pattern, "compte_sum");
         assert_eq!(binary, bin);
         assert_eq!(suggestions.first().map(String::as_str), Some("compute_sum"));
+    }
+
+    #[test]
+    fn an_imported_function_named_without_its_library_names_the_library() {
+        let fx = Fixture::new();
+        let bin = fx.gcc("app", testutil::C_SOURCE, &["-O0"]);
+        let err = resolve(&bin, &specs(&["main", "malloc"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no function matches `malloc` in {}: it imports `malloc` from libc.so.6; \
+                 probe it there with -f 'libc.so.6:malloc'",
+                bin.display()
+            )
+        );
+        // The suggested spec resolves.
+        let found = resolve(&bin, &specs(&["libc.so.6:malloc"])).unwrap();
+        assert_eq!(found[0].function.name, "malloc");
     }
 
     #[test]

@@ -390,3 +390,61 @@ fn a_device_or_directory_is_refused_as_a_binary() {
         );
     }
 }
+
+#[test]
+fn a_libc_function_named_without_its_library_gets_the_library_spec() {
+    let bin = workloads().to_str().unwrap();
+    let record_args = |function: &str, out: &str| -> Vec<String> {
+        let args = [
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            function,
+            "-o",
+            out,
+            "--",
+            bin,
+            "libc",
+            "3",
+        ];
+        args.map(str::to_owned).to_vec()
+    };
+    fn as_strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+    let err = stderr_of(&as_strs(&record_args("getppid", "/dev/null")), 1);
+    assert_eq!(
+        err,
+        format!(
+            "perfunc: error: no function matches `getppid` in {bin}: it imports `getppid` \
+             from libc.so.6; probe it there with -f 'libc.so.6:getppid'\n"
+        )
+    );
+    if !probes_available() {
+        return;
+    }
+    // The suggested spec records the calls.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let args = record_args("libc.so.6:getppid", out.to_str().unwrap());
+    run_expect(&as_strs(&args), 0);
+    assert_eq!(counts(&trace(&out), "getppid"), (3, 3));
+}
+
+#[test]
+fn a_command_without_dashes_is_shown_with_them() {
+    let err = stderr_of(
+        &["record", "-e", "task-clock", "-f", "outer", "./mem", "4"],
+        2,
+    );
+    assert_eq!(
+        err,
+        "error: unexpected argument './mem' found: the command to record goes after `--`:\n\n  \
+         perfunc record -e task-clock -f outer -- ./mem 4\n\n\
+         For more information, try 'perfunc record --help'.\n"
+    );
+}
