@@ -118,10 +118,13 @@ impl Event for RawEvent {
 /// A builder for `spec` with its modifiers applied.
 pub fn counter_builder(spec: &CounterSpec) -> Builder<'static> {
     let mut builder = Builder::new(RawEvent::of(spec));
+    // The hypervisor is left out only with a modifier, as perf does for
+    // `:u` and `:k`: PMUs without exclude support (msr, whose `tsc` is the
+    // one non-software counter in most VMs) refuse any exclude bit.
     builder
         .exclude_kernel(spec.exclude_kernel)
         .exclude_user(spec.exclude_user)
-        .exclude_hv(true);
+        .exclude_hv(spec.exclude_kernel || spec.exclude_user);
     builder
 }
 
