@@ -464,7 +464,7 @@ fn add_context_switches(counters: &mut Vec<CounterSpec>, quiet: bool) -> anyhow:
 /// one by one (see [`events::decide_defaults`]), printing the decision
 /// (also with `-q`, as a warning) when it is not the generic LLC set. A
 /// hardware group the CPU's PMU could never schedule is refused before
-/// anything is recorded.
+/// anything is recorded, and so is a counter that does not open here.
 pub fn select_counters(
     lists: &[String],
 ) -> anyhow::Result<(Vec<CounterSpec>, Option<events::CounterDecision>)> {
@@ -488,6 +488,13 @@ pub fn select_counters(
                 .collect();
             if let Err(why) = events::check_group_fits(&counters, &cpu, &core_types) {
                 bail!("{why}");
+            }
+        }
+        // Each counter once on its own, before calibration or a probe: a
+        // counter this machine cannot count is named with its cause.
+        for spec in &counters {
+            if let Err(errno) = pmu::try_open(spec) {
+                bail!("{}", pmu::explain(spec, errno));
             }
         }
         return Ok((counters, None));

@@ -448,3 +448,37 @@ fn a_command_without_dashes_is_shown_with_them() {
          For more information, try 'perfunc record --help'.\n"
     );
 }
+
+#[test]
+fn a_counter_that_cannot_open_is_named_before_calibration() {
+    if !probes_available() || std::path::Path::new("/sys/bus/event_source/devices/cpu").exists() {
+        return;
+    }
+    let bin = workloads().to_str().unwrap();
+    for args in [
+        &[
+            "record",
+            "-e",
+            "cycles",
+            "-f",
+            "pf_leaf",
+            "-o",
+            "/nonexistent/t",
+            "--",
+            bin,
+        ][..],
+        &["calibrate", "-e", "task-clock,cycles"][..],
+    ] {
+        let out = run_expect(args, 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("measuring what the probes cost"), "{err}");
+        assert!(!err.contains("calibration failed"), "{err}");
+        assert!(
+            err.starts_with(
+                "perfunc: error: cannot open counter cpu-cycles (hardware, type 0, config 0x0): \
+                 ENOENT (2): this machine exposes no hardware PMU"
+            ),
+            "{err}"
+        );
+    }
+}

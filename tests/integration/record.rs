@@ -566,3 +566,30 @@ fn explicit_counters_carry_no_default_decision() {
     let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "3"]);
     assert!(trace(&out).header.counter_decision.is_none());
 }
+
+/// `msr/tsc/`, the one non-software counter of a machine without a PMU,
+/// counts per call: the msr PMU refuses every exclude bit, so none is set
+/// without a modifier.
+#[test]
+fn msr_tsc_counts_each_call() {
+    if !probes_available() || !std::path::Path::new("/sys/bus/event_source/devices/msr").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let out = record(
+        &dir,
+        "msr/tsc/,task-clock",
+        &["pf_leaf"],
+        &[bin, "loop", "50"],
+    );
+    let report = json_report(&out);
+    let leaf = function(&report, "pf_leaf");
+    assert_eq!(leaf["calls"], 50);
+    let tsc = &leaf["counters"]["msr/tsc/"];
+    let ns = &leaf["counters"]["task-clock"];
+    assert!(tsc["min"].as_f64().unwrap() > 0.0, "{tsc}");
+    // TSC ticks per task-clock nanosecond: the TSC's frequency in GHz.
+    let ghz = tsc["sum"].as_f64().unwrap() / ns["sum"].as_f64().unwrap();
+    assert!((0.5..10.0).contains(&ghz), "{ghz} GHz: {leaf}");
+}
