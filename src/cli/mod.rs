@@ -84,12 +84,7 @@ pub struct RecordArgs {
     /// Functions to probe: a glob over demangled or raw names, or
     /// LIB:PATTERN for a shared library the program loads
     /// (e.g. 'parse_*', 'mycrate::*', 'libc.so.6:malloc').
-    #[arg(
-        short = 'f',
-        long = "function",
-        value_name = "PATTERN",
-        required_unless_present = "kernel"
-    )]
+    #[arg(short = 'f', long = "function", value_name = "PATTERN")]
     functions: Vec<String>,
 
     /// Kernel code to probe: `syscall:NAME` (a system call, from its
@@ -510,6 +505,10 @@ where
         }
     };
     match cli.command {
+        Command::Record(args) if args.functions.is_empty() && args.kernel.is_empty() => {
+            eprint!("{NOTHING_TO_PROBE}");
+            Ok(EXIT_USAGE)
+        }
         Command::Record(args) => record::run(&args),
         Command::List(args) => list::run(&args).map(|()| 0),
         Command::Report(args) => report::run(&args).map(|()| 0),
@@ -525,6 +524,16 @@ where
         Command::CalibrateWorkload { calls, rounds } => calibrate::workload(calls, rounds),
     }
 }
+
+/// The usage error of a `record` with neither `-f` nor `-k`.
+const NOTHING_TO_PROBE: &str = "error: nothing to probe: give -f for functions of a program or \
+library, -k for kernel code, or both, e.g.
+
+  perfunc record -f 'parse_*' -f 'libc.so.6:malloc' -- ./app
+  perfunc record -k vfs_read -k syscall:openat -- cat /etc/hostname
+
+For more information, try 'perfunc record --help'.
+";
 
 /// `perfunc record -f outer ./mem`: a word clap did not expect, where
 /// putting `--` before it makes a command line that parses. Returns the
@@ -551,7 +560,12 @@ fn forgotten_dashes(args: &[OsString], error: &clap::Error) -> Option<String> {
             fixed.extend_from_slice(&args[i..]);
             fixed
         })
-        .find(|fixed| Cli::try_parse_from(fixed).is_ok())?;
+        .find(|fixed| match Cli::try_parse_from(fixed) {
+            Ok(Cli {
+                command: Command::Record(r),
+            }) => !r.functions.is_empty() || !r.kernel.is_empty(),
+            _ => false,
+        })?;
     let line: Vec<String> = std::iter::once("perfunc".to_owned())
         .chain(fixed[1..].iter().map(|a| shell_quote(&a.to_string_lossy())))
         .collect();
@@ -667,5 +681,32 @@ mod tests {
             EXIT_USAGE
         );
         assert_eq!(run(["perfunc", "--version"]).unwrap(), 0);
+    }
+
+    #[test]
+    fn neither_functions_nor_kernel_code_is_a_usage_error_with_examples() {
+        assert_eq!(
+            run(["perfunc", "record", "--", "./app"]).unwrap(),
+            EXIT_USAGE
+        );
+        // Each example parses, and -k alone is enough.
+        for example in NOTHING_TO_PROBE
+            .lines()
+            .filter(|l| l.starts_with("  perfunc"))
+        {
+            let words: Vec<String> = example
+                .split_whitespace()
+                .map(|w| w.trim_matches('\'').to_owned())
+                .collect();
+            let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{example}: {e}"));
+            let Command::Record(r) = cli.command else {
+                panic!("{example}")
+            };
+            assert!(!r.functions.is_empty() || !r.kernel.is_empty(), "{example}");
+        }
+        assert!(Cli::try_parse_from(["perfunc", "record", "-k", "vfs_read", "--", "true"]).is_ok());
+        // A forgotten `--` with nothing to probe gets this error, not a
+        // corrected line that would fail the same way.
+        assert_eq!(dashes_hint(&["perfunc", "record", "./app"]), None);
     }
 }

@@ -482,3 +482,16 @@ fn a_counter_that_cannot_open_is_named_before_calibration() {
         );
     }
 }
+
+#[test]
+fn record_without_anything_to_probe_says_f_or_k_with_examples() {
+    let out = run_expect(&["record", "--", "true"], 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        "error: nothing to probe: give -f for functions of a program or library, -k for \
+         kernel code, or both, e.g.\n\n  perfunc record -f 'parse_*' -f 'libc.so.6:malloc' -- \
+         ./app\n  perfunc record -k vfs_read -k syscall:openat -- cat /etc/hostname\n\nFor more \
+         information, try 'perfunc record --help'.\n"
+    );
+}
