@@ -76,7 +76,9 @@ fn is_context_switches(spec: &CounterSpec) -> bool {
 fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSummary {
     let (duration_ns, lost, complete, bytes_lost) = match end {
         TraceEnd::Complete(footer) => (footer.duration_ns, footer.lost.max(orderer.lost), true, 0),
-        TraceEnd::Truncated { bytes_lost, .. } => (0, orderer.lost, false, *bytes_lost),
+        TraceEnd::Truncated { bytes_lost, .. } => {
+            (orderer.span_ns(), orderer.lost, false, *bytes_lost)
+        }
     };
     TraceSummary {
         command: match &header.target {

@@ -192,7 +192,8 @@ pub struct TraceSummary {
     pub command: String,
     /// The counters.
     pub counters: Vec<CounterSpec>,
-    /// Recording time in ns (0 when the trace is incomplete).
+    /// Recording time in ns; for a trace without a footer (a killed
+    /// recording), from its first sample to its last.
     pub duration_ns: u64,
     /// Sample records read.
     pub records: u64,

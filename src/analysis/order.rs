@@ -185,6 +185,8 @@ pub(super) struct Orderer {
     last: Option<(u32, Option<usize>)>,
     events: Vec<TimedEvent>,
     seen_max: Option<u64>,
+    /// The earliest sample time seen.
+    seen_min: Option<u64>,
     /// The latest time seen up to the previous round end.
     watermark: Option<u64>,
     spare: Vec<Vec<u64>>,
@@ -201,6 +203,15 @@ pub(super) struct Orderer {
 }
 
 impl Orderer {
+    /// The time from the first sample to the last, in ns (0 without
+    /// samples): how long a trace without a footer was recording at least.
+    pub fn span_ns(&self) -> u64 {
+        match (self.seen_min, self.seen_max) {
+            (Some(min), Some(max)) => max - min,
+            _ => 0,
+        }
+    }
+
     pub(super) fn new(ncounters: usize, keyed: bool, tid_filter: Option<u32>) -> Self {
         Self {
             stride: FIXED_WORDS + ncounters + usize::from(keyed),
@@ -211,6 +222,7 @@ impl Orderer {
             last: None,
             events: Vec::new(),
             seen_max: None,
+            seen_min: None,
             watermark: None,
             spare: Vec::new(),
             records: 0,
@@ -348,6 +360,7 @@ impl Orderer {
 
     fn seen(&mut self, time: u64) {
         self.seen_max = Some(self.seen_max.map_or(time, |max| max.max(time)));
+        self.seen_min = Some(self.seen_min.map_or(time, |min| min.min(time)));
     }
 
     /// Releases every pending record and event stamped at or before

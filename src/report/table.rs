@@ -39,10 +39,12 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
         .collect();
     writeln!(
         out,
-        "counters: {} | {} | {} records, {} lost | {} thread{}",
+        "counters: {} | {}{} | {} record{}, {} lost | {} thread{}",
         counters.join(", "),
+        if t.complete { "" } else { "at least " },
         format_value(t.duration_ns as f64, Unit::Nanoseconds),
         t.records,
+        if t.records == 1 { "" } else { "s" },
         t.lost,
         t.threads,
         if t.threads == 1 { "" } else { "s" }

@@ -401,3 +401,17 @@ fn csv_calibrated() {
         ["pf_middle", "task-clock", "300", "3200", "3150", "true"]
     );
 }
+
+#[test]
+fn a_trace_without_footer_shows_its_span_as_at_least_and_one_record_singular() {
+    let mut a = nested();
+    a.trace.complete = false;
+    a.trace.records = 1;
+    let text = render_analysis(&a, Format::Table, &ReportOptions::default());
+    assert!(
+        text.contains(
+            "counters: page-faults, task-clock (ns) | at least 12.3 ms | 1 record, 0 lost | 1 thread\n"
+        ),
+        "{text}"
+    );
+}
