@@ -148,7 +148,10 @@ impl Mark {
                 "percentiles from a histogram (relative error {}), not exact",
                 crate::analysis::PERCENTILE_RELATIVE_ERROR
             ),
-            Mark::WithinNoise => "within the probes' noise: cannot be told apart from 0".to_owned(),
+            Mark::WithinNoise => {
+                "the median (P50) is within the probes' noise: cannot be told apart from 0"
+                    .to_owned()
+            }
             Mark::Negative => "calibration subtracted more than was measured: the probes' cost \
                                varies from call to call"
                 .to_owned(),

@@ -321,7 +321,7 @@ fn table_calibrated() {
         [
             "<0 calibration subtracted more than was measured: the probes' cost varies from \
              call to call",
-            "≈ within the probes' noise: cannot be told apart from 0",
+            "≈ the median (P50) is within the probes' noise: cannot be told apart from 0",
             "~ percentiles from a histogram (relative error 0.001), not exact",
         ]
     );
