@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::ReportWriter;
@@ -52,7 +53,7 @@ struct FunctionView<'a> {
     used: u64,
     discarded: BTreeMap<&'static str, u64>,
     flagged: BTreeMap<&'static str, u64>,
-    counters: BTreeMap<&'a str, CounterView>,
+    counters: IndexMap<&'a str, CounterView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     callers: Vec<CallerView<'a>>,
 }
@@ -61,7 +62,7 @@ struct FunctionView<'a> {
 struct CallerView<'a> {
     stack: &'a [String],
     calls: u64,
-    sum: BTreeMap<String, f64>,
+    sum: IndexMap<String, f64>,
 }
 
 #[derive(Serialize)]
@@ -88,10 +89,10 @@ struct CounterView {
 struct PathView {
     path: Vec<String>,
     calls: u64,
-    inclusive: BTreeMap<String, f64>,
+    inclusive: IndexMap<String, f64>,
     #[serde(rename = "self")]
-    self_: BTreeMap<String, f64>,
-    raw_inclusive: BTreeMap<String, f64>,
+    self_: IndexMap<String, f64>,
+    raw_inclusive: IndexMap<String, f64>,
 }
 
 fn by_name<T: Copy>(map: &BTreeMap<crate::analysis::Reason, T>) -> BTreeMap<&'static str, T> {
@@ -133,7 +134,7 @@ impl ReportWriter for Json {
                 .find(|f| f.probe == id)
                 .map_or_else(|| format!("probe {id}"), |f| f.name.clone())
         };
-        let per_counter = |values: &[f64]| -> BTreeMap<String, f64> {
+        let per_counter = |values: &[f64]| -> IndexMap<String, f64> {
             names
                 .iter()
                 .zip(values)

@@ -593,3 +593,31 @@ fn msr_tsc_counts_each_call() {
     let ghz = tsc["sum"].as_f64().unwrap() / ns["sum"].as_f64().unwrap();
     assert!((0.5..10.0).contains(&ghz), "{ghz} GHz: {leaf}");
 }
+
+#[test]
+fn json_counters_keep_the_order_they_were_recorded_in() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let out = record(
+        &dir,
+        "task-clock,page-faults",
+        &["pf_leaf"],
+        &[bin, "loop", "3"],
+    );
+    let json = run_expect(
+        &["report", "--format", "json", "-i", out.to_str().unwrap()],
+        0,
+    );
+    let text = String::from_utf8(json.stdout).unwrap();
+    let at = |key: &str| text.find(key).unwrap_or_else(|| panic!("{key} in {text}"));
+    // Per-function statistics and the call tree's sums.
+    assert!(at("\"task-clock\": {") < at("\"page-faults\": {"), "{text}");
+    let tree = &text[at("\"tree\"")..];
+    assert!(
+        tree.find("\"task-clock\"") < tree.find("\"page-faults\""),
+        "{tree}"
+    );
+}
