@@ -64,6 +64,11 @@ pub(super) fn run<R: Read>(
         .end()
         .cloned()
         .expect("the orderer saw the trace end");
+    if let Some(tid) = opts.tid.filter(|tid| !orderer.tids.contains(tid)) {
+        let mut threads: Vec<u32> = orderer.tids.iter().copied().collect();
+        threads.sort_unstable();
+        return Err(AnalysisError::NoSuchThread { tid, threads });
+    }
     let mut trace = summarize(&header, &orderer, &end);
     trace.damaged = reader.damage().to_vec();
     Ok(pool.install(|| pairing.finish(&header, trace, opts.tree_per_thread)))

@@ -225,6 +225,36 @@ pub enum AnalysisError {
         source: globset::Error,
     },
 
+    /// No recorded function matches the function patterns.
+    #[error(
+        "no function in the trace matches {}{}",
+        quoted(patterns),
+        match closest.as_slice() {
+            [] => format!("; its functions: {}", listed(functions, 10)),
+            near => format!("; did you mean {}?", quoted(near)),
+        }
+    )]
+    NoFunctionMatches {
+        /// The patterns as given.
+        patterns: Vec<String>,
+        /// The recorded functions closest to them, most similar first.
+        closest: Vec<String>,
+        /// Every recorded function, in probe order, once each.
+        functions: Vec<String>,
+    },
+
+    /// The thread asked for hit no probe in the trace.
+    #[error(
+        "thread {tid} hit no probe in this trace; the threads that did: {}",
+        listed(threads, 10)
+    )]
+    NoSuchThread {
+        /// The thread id asked for.
+        tid: u32,
+        /// The threads with samples, in ascending order.
+        threads: Vec<u32>,
+    },
+
     /// The rayon thread pool could not be started.
     #[error("failed to start the analysis thread pool; retry with fewer threads")]
     ThreadPool(#[source] rayon::ThreadPoolBuildError),
@@ -375,9 +405,53 @@ fn select_functions(patterns: &[String], header: &TraceHeader) -> Result<Vec<boo
             pattern: patterns.join(","),
             source,
         })?;
-    Ok(header
+    let wanted: Vec<bool> = header
         .probes
         .iter()
         .map(|probe| set.is_match(&probe.function))
-        .collect())
+        .collect();
+    if !wanted.contains(&true) {
+        let mut closest = Vec::new();
+        for pattern in patterns {
+            let bare = pattern.trim_matches(|c| matches!(c, '*' | '?'));
+            let near =
+                crate::kernel::closest(bare, header.probes.iter().map(|p| p.function.as_str()));
+            for name in near {
+                if !closest.iter().any(|c: &String| c == name) {
+                    closest.push(name.to_owned());
+                }
+            }
+        }
+        let mut functions: Vec<String> = Vec::new();
+        for probe in &header.probes {
+            if !functions.contains(&probe.function) {
+                functions.push(probe.function.clone());
+            }
+        }
+        return Err(AnalysisError::NoFunctionMatches {
+            patterns: patterns.to_vec(),
+            closest,
+            functions,
+        });
+    }
+    Ok(wanted)
+}
+
+/// The first `max` of `items` joined by commas, then how many more.
+fn listed<T: std::fmt::Display>(items: &[T], max: usize) -> String {
+    let shown: Vec<String> = items.iter().take(max).map(T::to_string).collect();
+    match items.len().saturating_sub(max) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// `names` quoted and joined: `'a'`, `'a' or 'b'`, `'a', 'b' or 'c'`.
+fn quoted(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }

@@ -878,6 +878,44 @@ fn a_tid_filter_keeps_one_thread() {
 }
 
 #[test]
+fn a_tid_filter_on_a_thread_without_samples_names_the_threads_there_are() {
+    let opts = AnalysisOptions {
+        tid: Some(7),
+        ..options()
+    };
+    let err = analyze(TraceReader::new(&unmatched()[..]).unwrap(), &opts).unwrap_err();
+    assert!(matches!(&err, AnalysisError::NoSuchThread { tid: 7, threads } if threads == &[1, 2]));
+    assert_eq!(
+        err.to_string(),
+        "thread 7 hit no probe in this trace; the threads that did: 1, 2"
+    );
+}
+
+#[test]
+fn function_globs_that_match_nothing_suggest_the_closest_names() {
+    let near = AnalysisOptions {
+        functions: vec!["app::midle*".into()],
+        ..options()
+    };
+    let err = analyze(TraceReader::new(&nesting()[..]).unwrap(), &near).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no function in the trace matches 'app::midle*'; \
+         did you mean 'app::middle', 'app::leaf' or 'app::outer'?"
+    );
+    let far = AnalysisOptions {
+        functions: vec!["zzz".into(), "qqq*".into()],
+        ..options()
+    };
+    let err = analyze(TraceReader::new(&nesting()[..]).unwrap(), &far).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no function in the trace matches 'zzz' or 'qqq*'; \
+         its functions: app::outer, app::middle, app::leaf"
+    );
+}
+
+#[test]
 fn a_truncated_attach_trace_is_summarized() {
     let mut h = header(&["instructions"], &["f"]);
     h.target = Target::Attach { pid: 4242 };

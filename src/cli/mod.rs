@@ -236,11 +236,13 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N")]
     top: Option<usize>,
 
-    /// Only this thread's calls.
+    /// Only this thread's calls. A thread that hit no probe is an error
+    /// that lists the threads that did.
     #[arg(long, value_name = "TID")]
     tid: Option<u32>,
 
-    /// Only functions matching this glob (repeatable).
+    /// Only functions matching this glob (repeatable). Patterns that match
+    /// no recorded function are an error that names the closest ones.
     #[arg(long = "function", value_name = "PATTERN")]
     functions: Vec<String>,
 

@@ -495,3 +495,24 @@ fn record_without_anything_to_probe_says_f_or_k_with_examples() {
          information, try 'perfunc record --help'.\n"
     );
 }
+
+#[test]
+fn report_filters_that_match_nothing_say_so_and_exit_1() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "10"]);
+    let path = out.to_str().unwrap();
+    let err = stderr_of(&["report", "-i", path, "--function", "pf_leef"], 1);
+    assert!(
+        err.contains("no function in the trace matches 'pf_leef'; did you mean 'pf_leaf'?"),
+        "{err}"
+    );
+    let err = stderr_of(&["report", "-i", path, "--tid", "1"], 1);
+    assert!(
+        err.contains("thread 1 hit no probe in this trace; the threads that did: "),
+        "{err}"
+    );
+}
