@@ -44,6 +44,9 @@ struct Object {
     data: Vec<u8>,
     loader: addr2line::Loader,
     segments: Vec<LoadSegment>,
+    /// Where each function starting at an address is declared, read from
+    /// the DWARF on first use.
+    declarations: Option<HashMap<u64, String>>,
 }
 
 /// Resolves addresses, caching files and answers.
@@ -132,6 +135,25 @@ impl Symbolizer {
         let location = object.loader.find_location(vaddr).ok()??;
         Some(format_location(location.file?, location.line))
     }
+
+    /// Where the function that starts at the ELF virtual address `vaddr`
+    /// of `path` is defined (`file:line`, from its DWARF `DW_AT_decl_file`
+    /// and `DW_AT_decl_line`), else the location of its first instruction
+    /// ([`Self::location`]).
+    pub fn definition(&mut self, path: &Path, vaddr: u64) -> Option<String> {
+        let object = self
+            .objects
+            .entry(path.to_owned())
+            .or_insert_with(|| load(path))
+            .as_mut()?;
+        let declarations = object
+            .declarations
+            .get_or_insert_with(|| declarations(&object.data).unwrap_or_default());
+        match declarations.get(&vaddr) {
+            Some(declared) => Some(declared.clone()),
+            None => self.location(path, vaddr),
+        }
+    }
 }
 
 fn load(path: &Path) -> Option<Object> {
@@ -142,7 +164,107 @@ fn load(path: &Path) -> Option<Object> {
         data,
         loader,
         segments,
+        declarations: None,
     })
+}
+
+/// Where each function of the ELF file `data` is declared, keyed by its
+/// entry address (`DW_AT_low_pc`): `file:line` from `DW_AT_decl_file` and
+/// `DW_AT_decl_line`, followed through `DW_AT_specification` and
+/// `DW_AT_abstract_origin` (C++ member functions, out-of-line copies of
+/// inline functions). The file is named as addr2line names it: the
+/// compilation directory, the include directory, the file name.
+fn declarations(data: &[u8]) -> Option<HashMap<u64, String>> {
+    use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
+    use object::{Object as _, ObjectSection as _};
+
+    let file = object::File::parse(data).ok()?;
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| -> Result<_, gimli::Error> {
+        Ok(file
+            .section_by_name(id.name())
+            .and_then(|section| section.uncompressed_data().ok())
+            .unwrap_or_default())
+    })
+    .ok()?;
+    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
+    let mut found = HashMap::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let unit = unit.unit_ref(&dwarf);
+        let mut entries = unit.entries();
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            let Some(low_pc) = entry
+                .attr_value(gimli::DW_AT_low_pc)
+                .and_then(|v| unit.attr_address(v).ok().flatten())
+                .filter(|&pc| pc != 0)
+            else {
+                continue;
+            };
+            // The declaration attributes, here or on the entry this one
+            // completes (within the unit; at most a few hops).
+            let mut die = entry.clone();
+            let mut declared = None;
+            for _ in 0..4 {
+                if let (Some(AttributeValue::FileIndex(index)), Some(line)) = (
+                    die.attr_value(gimli::DW_AT_decl_file),
+                    die.attr_value(gimli::DW_AT_decl_line)
+                        .and_then(|v| v.udata_value()),
+                ) {
+                    declared = Some((index, line));
+                    break;
+                }
+                let next = [gimli::DW_AT_specification, gimli::DW_AT_abstract_origin]
+                    .into_iter()
+                    .find_map(|at| match die.attr_value(at) {
+                        Some(AttributeValue::UnitRef(offset)) => unit.entry(offset).ok(),
+                        _ => None,
+                    });
+                match next {
+                    Some(next) => die = next,
+                    None => break,
+                }
+            }
+            let Some((index, line)) = declared else {
+                continue;
+            };
+            if let Some(path) = file_path(unit, index) {
+                found.entry(low_pc).or_insert(format!("{path}:{line}"));
+            }
+        }
+    }
+    Some(found)
+}
+
+/// The path of file `index` of `unit`'s line program header.
+fn file_path<R: gimli::Reader>(unit: gimli::UnitRef<'_, R>, index: u64) -> Option<String> {
+    let header = unit.line_program.as_ref()?.header();
+    let entry = header.file(index)?;
+    let name = unit.attr_string(entry.path_name()).ok()?;
+    let name = name.to_string_lossy().ok()?.into_owned();
+    if name.starts_with('/') {
+        return Some(name);
+    }
+    let mut path = PathBuf::new();
+    if let Some(dir) = &unit.comp_dir {
+        path.push(dir.to_string_lossy().ok()?.as_ref());
+    }
+    if let Some(dir) = entry.directory(header) {
+        let dir = unit.attr_string(dir).ok()?;
+        path.push(dir.to_string_lossy().ok()?.as_ref());
+    }
+    path.push(name);
+    Some(path.display().to_string())
 }
 
 /// Whether `code` ends with a call instruction: a direct `call rel32` (5

@@ -55,7 +55,7 @@ fn add_sources(analysis: &mut Analysis, header: &TraceHeader) {
             continue;
         };
         if site.kind == ProbeKind::Uprobe {
-            f.source = symbolizer.location(Path::new(&site.binary), site.addr);
+            f.source = symbolizer.definition(Path::new(&site.binary), site.addr);
         }
     }
 }

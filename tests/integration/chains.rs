@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    chains, function, json_report, probes_available, run_expect, rust_fixture_debug, workloads,
-    Chains,
+    chains, function, json_report, probes_available, record, run_expect, rust_fixture_debug,
+    workloads, Chains,
 };
 
 /// Records `cc_probed` (or `LIB:cc_probed`) of `bin` with `mode` and
@@ -165,6 +165,72 @@ fn report_lines_name_the_source() {
         source.ends_with("tests/fixtures/chains_lib.c:9"),
         "{source}"
     );
+}
+
+/// `pf_touch` is declared over two lines: `--lines` names the line of its
+/// name (DW_AT_decl_line), not the line of its first instruction.
+#[test]
+fn report_lines_give_where_a_function_is_defined() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads();
+    let trace = record(
+        &dir,
+        "task-clock",
+        &["pf_touch"],
+        &[bin.to_str().unwrap(), "touch", "2"],
+    );
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workloads.c"),
+    )
+    .unwrap();
+    let defined = 1 + source
+        .lines()
+        .position(|l| l.starts_with("pf_touch("))
+        .unwrap();
+    let out = run_expect(
+        &[
+            "report",
+            "--lines",
+            "--format",
+            "json",
+            "-i",
+            trace.to_str().unwrap(),
+        ],
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at = function(&report, "pf_touch")["source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        at.ends_with(&format!("tests/fixtures/workloads.c:{defined}")),
+        "{at}, defined at line {defined}"
+    );
+    let first_insn = std::process::Command::new("addr2line")
+        .args(["-e", bin.to_str().unwrap()])
+        .arg(format!("{:#x}", symbol_address(bin, "pf_touch")))
+        .output()
+        .unwrap();
+    let first_insn = String::from_utf8_lossy(&first_insn.stdout);
+    assert!(
+        !first_insn.trim().ends_with(&format!(":{defined}")),
+        "the fixture must have its first instruction on another line: {first_insn}"
+    );
+}
+
+/// The address of `name` in the symbol table of `bin`.
+fn symbol_address(bin: &Path, name: &str) -> u64 {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(bin).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address())
+        .unwrap()
 }
 
 /// Stack copies unwound with the binaries' CFI: exact without frame
