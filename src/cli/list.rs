@@ -66,33 +66,125 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
 }
 
 fn list_events<W: Write>(out: &mut W) -> anyhow::Result<()> {
-    writeln!(out, "{:<28} {:<9} {:<10} STATUS", "COUNTER", "KIND", "UNIT")?;
-    let mut failures = Vec::new();
-    for spec in events::known_counters() {
-        let status = match pmu::try_open(&spec) {
+    let opened: Vec<(events::CounterSpec, Result<(), i32>)> = events::known_counters()
+        .into_iter()
+        .map(|spec| {
+            let result = pmu::try_open(&spec);
+            (spec, result)
+        })
+        .collect();
+    write_events(&opened, pmu::explain, out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The counters table: first why counters do not open, each distinct
+/// reason once (`explain`'s message without the counter it names), then
+/// every counter with its status, the failed ones pointing at their
+/// reason.
+fn write_events<W: Write>(
+    opened: &[(events::CounterSpec, Result<(), i32>)],
+    explain: impl Fn(&events::CounterSpec, i32) -> String,
+    out: &mut W,
+) -> io::Result<()> {
+    let mut reasons: Vec<String> = Vec::new();
+    let mut statuses = Vec::with_capacity(opened.len());
+    for (spec, result) in opened {
+        let status = match *result {
             Ok(()) => "ok".to_owned(),
             Err(errno) => {
-                let name = std::io::Error::from_raw_os_error(errno);
-                failures.push((spec.clone(), errno));
-                format!("unavailable: {name}")
+                let message = explain(spec, errno);
+                // "cannot open counter NAME (ENCODING): REASON"
+                let reason = message
+                    .split_once("): ")
+                    .map_or(message.as_str(), |(_, reason)| reason)
+                    .to_owned();
+                let n = match reasons.iter().position(|r| *r == reason) {
+                    Some(i) => i + 1,
+                    None => {
+                        if reasons.is_empty() {
+                            writeln!(out, "Counters that do not open here, and why:")?;
+                        }
+                        reasons.push(reason);
+                        writeln!(out, "  [{}] {}", reasons.len(), reasons[reasons.len() - 1])?;
+                        reasons.len()
+                    }
+                };
+                let errno = events::errno_name(errno)
+                    .map_or_else(|| format!("errno {errno}"), str::to_owned);
+                format!("unavailable: {errno} [{n}]")
             }
         };
+        statuses.push(status);
+    }
+    if !reasons.is_empty() {
+        writeln!(out)?;
+    }
+    let width = |header: &str, column: &dyn Fn(&events::CounterSpec) -> &str| {
+        opened
+            .iter()
+            .map(|(spec, _)| column(spec).len())
+            .chain([header.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let name_w = width("COUNTER", &|s| s.name.as_str());
+    let kind_w = width("KIND", &|s| s.kind.as_str());
+    let unit_w = width("UNIT", &|s| s.unit.as_str());
+    writeln!(
+        out,
+        "{:<name_w$}  {:<kind_w$}  {:<unit_w$}  STATUS",
+        "COUNTER", "KIND", "UNIT"
+    )?;
+    for ((spec, _), status) in opened.iter().zip(&statuses) {
         writeln!(
             out,
-            "{:<28} {:<9} {:<10} {status}",
+            "{:<name_w$}  {:<kind_w$}  {:<unit_w$}  {status}",
             spec.name,
             spec.kind.as_str(),
             spec.unit.as_str()
         )?;
     }
-    // One explanation per distinct cause, for the first counter it hit.
-    let mut explained: Vec<(events::CounterKind, i32)> = Vec::new();
-    for (spec, errno) in failures {
-        if explained.contains(&(spec.kind, errno)) {
-            continue;
-        }
-        explained.push((spec.kind, errno));
-        writeln!(out, "\n{}", pmu::explain(&spec, errno))?;
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_come_first_once_each_and_the_columns_align() {
+        let known = events::known_counters();
+        let pick = |name: &str| known.iter().find(|s| s.name == name).unwrap().clone();
+        let opened = [
+            (pick("cpu-cycles"), Err(libc::ENOENT)),
+            (pick("LLC-load-misses"), Err(libc::ENOENT)),
+            (pick("instructions"), Err(libc::EACCES)),
+            (pick("task-clock"), Ok(())),
+            (pick("page-faults"), Ok(())),
+        ];
+        let explain = |spec: &events::CounterSpec, errno: i32| {
+            let cause = if errno == libc::ENOENT {
+                "no PMU"
+            } else {
+                "paranoid"
+            };
+            format!("cannot open counter {} (x, y): {cause}", spec.name)
+        };
+        let mut out = Vec::new();
+        write_events(&opened, explain, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Counters that do not open here, and why:\n\
+             \x20 [1] no PMU\n\
+             \x20 [2] paranoid\n\
+             \n\
+             COUNTER          KIND      UNIT         STATUS\n\
+             cpu-cycles       hardware  count        unavailable: ENOENT [1]\n\
+             LLC-load-misses  hw-cache  count        unavailable: ENOENT [1]\n\
+             instructions     hardware  count        unavailable: EACCES [2]\n\
+             task-clock       software  nanoseconds  ok\n\
+             page-faults      software  count        ok\n"
+        );
+    }
 }
