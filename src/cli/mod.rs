@@ -43,7 +43,22 @@ enum Command {
     Report(ReportArgs),
     /// Print a trace, one line per record.
     Script(ScriptArgs),
-    /// Draw the probed call tree as a flamegraph weighted by a counter.
+    /// Draw the probed call tree as a flamegraph weighted by a counter
+    ///
+    /// Each frame is a probed function under its probed callers (and, with
+    /// call chains in the trace, under the unprobed callers that led to
+    /// it). A frame's width is the sum of the counter over its calls,
+    /// calibrated when the trace holds a calibration profile; the part
+    /// not covered by the frames above it is the function's self cost.
+    /// Hovering a frame shows the function's calls, total and mean per
+    /// call, over all its call paths.
+    ///
+    /// Examples:
+    ///
+    ///   perfunc flamegraph -i app.perfunc                          # flamegraph.svg by the first counter
+    ///   perfunc flamegraph -i app.perfunc --counter LLC-load-misses -o misses.svg
+    ///   perfunc flamegraph -i app.perfunc --per-thread --folded app.folded
+    #[command(verbatim_doc_comment)]
     Flamegraph(FlamegraphArgs),
     /// Compare two traces function by function: changes of the median with
     /// confidence intervals, significance tests and verdicts.
@@ -596,6 +611,26 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The analysis commands all have a long `--help` beside the short
+    /// `-h`, so that each says more than its one-line options.
+    #[test]
+    fn analysis_commands_have_long_help() {
+        let mut cli = Cli::command();
+        for name in ["report", "diff", "flamegraph"] {
+            let command = cli.find_subcommand_mut(name).unwrap();
+            let long = command.render_long_help().to_string();
+            let short = command.render_help().to_string();
+            assert!(
+                long.contains("Print help (see a summary with '-h')"),
+                "{name}: {long}"
+            );
+            assert!(long.len() > short.len() + 200, "{name}: {long}");
+        }
+        let flamegraph = cli.find_subcommand_mut("flamegraph").unwrap();
+        let long = flamegraph.render_long_help().to_string();
+        assert!(long.contains("Examples:"), "{long}");
     }
 
     #[test]
