@@ -13,5 +13,6 @@ mod follow;
 mod kernel;
 mod kprobes;
 mod output;
+mod readme;
 mod record;
 mod signals;
