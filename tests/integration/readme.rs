@@ -1,10 +1,15 @@
 //! The README's first example, run as written: the same functions, with
-//! as many calls as bpftrace counts for the same command.
+//! as many calls as bpftrace counts for the same command. It is run in the
+//! locale it was shown in (`LANG=C.UTF-8`, Debian's default): in the C
+//! locale `sort` never calls `qsort`.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 use crate::common::{json_report, perfunc, probes_available};
+
+/// The locale of the README's example.
+const LOCALE: &str = "C.UTF-8";
 
 /// The README's first `$ perfunc record ...` line, as arguments (single
 /// quotes are its only quoting).
@@ -52,6 +57,8 @@ fn bpftrace_libc_calls(cmd: &[String], names: &[&String]) -> Option<BTreeMap<Str
         .join(" ");
     let out = Command::new("bpftrace")
         .args(["-q", "-e", &program, "-c", &line])
+        .env("LANG", LOCALE)
+        .env_remove("LC_ALL")
         .output()
         .ok()?;
     assert!(
@@ -82,6 +89,8 @@ fn the_first_example_records_what_it_shows_with_bpftraces_counts() {
         .arg("record")
         .args(&args)
         .current_dir(dir.path())
+        .env("LANG", LOCALE)
+        .env_remove("LC_ALL")
         .output()
         .unwrap();
     assert!(
