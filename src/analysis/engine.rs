@@ -8,11 +8,11 @@ use rayon::prelude::*;
 
 use super::compensation::Compensation;
 use super::order::{Batch, Orderer};
-use super::pair::{PairConfig, Thread};
+use super::pair::{PairConfig, RawViolation, Thread};
 use super::stats::{Summary, ValueStore};
 use super::{
     select_functions, Analysis, AnalysisError, AnalysisOptions, Call, CallPath, CounterStats,
-    FunctionStats, Reason, TraceSummary,
+    FunctionStats, Reason, TraceSummary, Violation, Violations,
 };
 use crate::events::CounterSpec;
 use crate::trace::{Target, TraceEnd, TraceHeader, TraceReader};
@@ -241,7 +241,38 @@ impl Pairing {
             discarded,
             strict: self.cfg.strict,
             calibration: self.cfg.compensation.as_ref().map(|c| c.info.clone()),
+            violations: self.violations(header),
         }
+    }
+
+    /// The calls of every thread that broke an invariant, with the
+    /// earliest as the example.
+    fn violations(&self, header: &TraceHeader) -> Violations {
+        let mut all = Violations::default();
+        let mut first: Option<(u32, RawViolation)> = None;
+        for (&tid, thread) in &self.threads {
+            let v = &thread.violations;
+            all.negative_delta += v.negative_delta;
+            all.below_children += v.below_children;
+            if let Some(f) = v.first {
+                if first.is_none_or(|(_, e)| f.start < e.start) {
+                    first = Some((tid, f));
+                }
+            }
+        }
+        all.first = first.map(|(tid, f)| Violation {
+            kind: f.kind,
+            function: header
+                .probes
+                .get(f.probe as usize)
+                .map_or_else(|| format!("probe {}", f.probe), |p| p.function.clone()),
+            tid,
+            start: f.start,
+            counter: header.counters[f.counter].name.clone(),
+            delta: f.delta,
+            children: f.children,
+        });
+        all
     }
 
     /// The statistics of each counter of `probe`'s used calls.

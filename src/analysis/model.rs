@@ -229,6 +229,94 @@ pub struct CalibrationInfo {
     pub calls_per_round: u64,
 }
 
+/// What is wrong with a call that breaks an invariant of counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// A counter's raw delta (return minus entry) is negative: counters
+    /// only count up.
+    NegativeDelta,
+    /// A counter's raw delta is below the sum of the raw deltas of the
+    /// probed calls made inside the call: their intervals are inside its.
+    BelowChildren,
+}
+
+/// One call that broke an invariant, as an example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// What it broke.
+    pub kind: ViolationKind,
+    /// The probed function.
+    pub function: String,
+    /// The thread.
+    pub tid: u32,
+    /// Entry time, ns on the trace's clock.
+    pub start: u64,
+    /// The counter.
+    pub counter: String,
+    /// The call's raw delta of that counter.
+    pub delta: i64,
+    /// The sum of its probed children's raw deltas (0 for
+    /// [`ViolationKind::NegativeDelta`] without children).
+    pub children: i64,
+}
+
+/// Calls whose raw values break what counting guarantees: within one
+/// counter instance a count never goes down, and a call's count covers its
+/// children's. Such a call is a bug (of perfunc or of the kernel), never
+/// noise; calls that read two counter instances (migrated with per-CPU
+/// counters) or lost records are not checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Violations {
+    /// Calls with a negative raw delta.
+    pub negative_delta: u64,
+    /// Calls with a raw delta below their children's.
+    pub below_children: u64,
+    /// The earliest such call.
+    pub first: Option<Violation>,
+}
+
+impl Violations {
+    /// Whether no call broke an invariant.
+    pub fn is_empty(&self) -> bool {
+        self.negative_delta == 0 && self.below_children == 0
+    }
+
+    /// Calls that broke an invariant.
+    pub fn calls(&self) -> u64 {
+        self.negative_delta + self.below_children
+    }
+}
+
+impl std::fmt::Display for Violations {
+    /// One line: how many calls broke which invariant, and the first.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.calls();
+        write!(
+            f,
+            "BUG: {n} call{} broke an invariant of counting ({} with a negative raw delta, \
+             {} below the sum of their probed children's)",
+            if n == 1 { "" } else { "s" },
+            self.negative_delta,
+            self.below_children
+        )?;
+        if let Some(v) = &self.first {
+            write!(
+                f,
+                "; the first: {} (tid {}, entry at {} ns): {} {}",
+                v.function, v.tid, v.start, v.counter, v.delta
+            )?;
+            if v.kind == ViolationKind::BelowChildren {
+                write!(f, ", its children {}", v.children)?;
+            }
+        }
+        write!(
+            f,
+            "; these values cannot be trusted: please report it, with the trace"
+        )
+    }
+}
+
 /// The analysis of one trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Analysis {
@@ -244,4 +332,8 @@ pub struct Analysis {
     pub strict: bool,
     /// `Some` when the probes' cost was taken out of the values.
     pub calibration: Option<CalibrationInfo>,
+    /// Calls that broke an invariant of counting (none, unless perfunc or
+    /// the kernel has a bug); absent from JSON when there are none.
+    #[serde(skip_serializing_if = "Violations::is_empty")]
+    pub violations: Violations,
 }

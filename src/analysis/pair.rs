@@ -3,7 +3,7 @@
 
 use super::compensation::Compensation;
 use super::order::{EventKind, IntMap, Rec, TimedEvent, FIXED_WORDS};
-use super::{Call, CallFlags, Reason};
+use super::{Call, CallFlags, Reason, ViolationKind};
 
 /// Parent of the outermost frames in the path trie.
 const ROOT: u32 = u32::MAX;
@@ -51,6 +51,38 @@ impl PairConfig {
 
     fn wanted(&self, probe: u32) -> bool {
         self.wanted[probe as usize]
+    }
+}
+
+/// A call that broke an invariant, before its names are looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RawViolation {
+    pub kind: ViolationKind,
+    pub probe: u32,
+    pub start: u64,
+    pub counter: usize,
+    pub delta: i64,
+    pub children: i64,
+}
+
+/// One thread's calls that broke an invariant.
+#[derive(Debug, Default)]
+pub(super) struct ThreadViolations {
+    pub negative_delta: u64,
+    pub below_children: u64,
+    /// The earliest.
+    pub first: Option<RawViolation>,
+}
+
+impl ThreadViolations {
+    fn add(&mut self, v: RawViolation) {
+        match v.kind {
+            ViolationKind::NegativeDelta => self.negative_delta += 1,
+            ViolationKind::BelowChildren => self.below_children += 1,
+        }
+        if self.first.is_none_or(|f| v.start < f.start) {
+            self.first = Some(v);
+        }
     }
 }
 
@@ -173,6 +205,11 @@ pub(super) struct Thread {
     entry: Vec<u64>,
     /// Sums of the direct children's inclusive deltas, per open frame.
     children: Vec<i64>,
+    /// When calibrating, the sums of the direct children's raw deltas, per
+    /// open frame (`children` holds the raw sums otherwise).
+    raw_children: Vec<i64>,
+    /// Calls that broke an invariant of counting.
+    pub violations: ThreadViolations,
     /// When calibrating, per open frame and counter: the descendant costs
     /// of the probed calls completed or unwound inside it, at any depth.
     nested_costs: Vec<i64>,
@@ -273,6 +310,7 @@ impl Thread {
         self.lost_below = 0;
         self.entry.clear();
         self.children.clear();
+        self.raw_children.clear();
         self.nested_costs.clear();
     }
 
@@ -298,6 +336,7 @@ impl Thread {
         self.children.resize(self.entry.len(), 0);
         if cfg.compensation.is_some() {
             self.nested_costs.resize(self.entry.len(), 0);
+            self.raw_children.resize(self.entry.len(), 0);
         }
     }
 
@@ -361,6 +400,7 @@ impl Thread {
         }
         self.entry.truncate(base);
         self.children.truncate(base);
+        self.raw_children.truncate(base);
         self.nested_costs.truncate(base);
         frame
     }
@@ -412,11 +452,31 @@ impl Thread {
         if let Some(comp) = &cfg.compensation {
             self.compensate(comp, base);
         }
+        let broken = self.check(cfg, base);
         let frame = self.pop(cfg);
         if !self.frames.is_empty() {
             let parent = &mut self.children[base - n..base];
             for (sum, &inclusive) in parent.iter_mut().zip(&self.inclusive) {
                 *sum = sum.wrapping_add(inclusive);
+            }
+            if cfg.compensation.is_some() {
+                let parent = &mut self.raw_children[base - n..base];
+                for (sum, &raw) in parent.iter_mut().zip(&self.raw) {
+                    *sum = sum.wrapping_add(raw);
+                }
+            }
+        }
+        if let Some((kind, counter, delta, children)) = broken {
+            let migrated = frame.cpu != rec.cpu() && !cfg.per_task;
+            if !frame.lost && !migrated {
+                self.violations.add(RawViolation {
+                    kind,
+                    probe: frame.probe,
+                    start: frame.start,
+                    counter,
+                    delta,
+                    children,
+                });
             }
         }
         if !cfg.wanted(frame.probe) {
@@ -440,6 +500,31 @@ impl Thread {
                 parent: self.frames.last().map(|f| (f.probe, f.start)),
             });
         }
+    }
+
+    /// The first invariant the top frame's call breaks (its entry values
+    /// at `base`): a negative raw delta, or, with the task's own counters,
+    /// a raw delta below its children's. As (kind, counter, delta,
+    /// children's sum).
+    fn check(&self, cfg: &PairConfig, base: usize) -> Option<(ViolationKind, usize, i64, i64)> {
+        let children = if cfg.compensation.is_some() {
+            &self.raw_children[base..base + cfg.ncounters]
+        } else {
+            &self.children[base..base + cfg.ncounters]
+        };
+        let raw = self.raw(cfg);
+        raw.iter()
+            .zip(children)
+            .enumerate()
+            .find_map(|(j, (&delta, &children))| {
+                if delta < 0 {
+                    Some((ViolationKind::NegativeDelta, j, delta, children))
+                } else if cfg.per_task && delta < children {
+                    Some((ViolationKind::BelowChildren, j, delta, children))
+                } else {
+                    None
+                }
+            })
     }
 
     fn flags(&self, cfg: &PairConfig, frame: &Frame, rec: Rec<'_>) -> CallFlags {

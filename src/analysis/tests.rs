@@ -1613,3 +1613,95 @@ fn frames_that_never_return_are_counted_in_the_analysis() {
     assert_eq!(middle.counters[0].sum, sum);
     assert_eq!(tree(&a), [(vec![MIDDLE], 1, vec![sum], vec![sum])]);
 }
+
+fn per_thread_header(counters: &[&str], functions: &[&str]) -> TraceHeader {
+    TraceHeader {
+        follow: Some("per-thread".into()),
+        ..header(counters, functions)
+    }
+}
+
+#[test]
+fn a_negative_raw_delta_is_a_violation_with_its_example() {
+    let mut f = Fixture::with_header(&per_thread_header(&["instructions"], &["f", "g"]));
+    f.push(entry(10, 0, &[100])).push(exit(20, 0, &[90]));
+    f.push(entry(30, 1, &[90])).push(exit(40, 1, &[95])).round();
+    let a = run(&f.finish(0), &options());
+    assert_eq!(
+        (a.violations.negative_delta, a.violations.below_children),
+        (1, 0)
+    );
+    assert_eq!(
+        a.violations.first,
+        Some(Violation {
+            kind: ViolationKind::NegativeDelta,
+            function: "f".into(),
+            tid: 1,
+            start: 10,
+            counter: "instructions".into(),
+            delta: -10,
+            children: 0,
+        })
+    );
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["violations"]["negative_delta"], 1);
+}
+
+#[test]
+fn a_call_below_its_childrens_sum_is_a_violation_with_the_tasks_own_counters() {
+    let trace = |h: &TraceHeader| {
+        let mut f = Fixture::with_header(h);
+        f.push(entry(0, 0, &[0]))
+            .push(entry(1, 1, &[1]))
+            .push(exit(2, 1, &[50]))
+            .push(exit(3, 0, &[10]))
+            .round();
+        f.finish(0)
+    };
+    let a = run(
+        &trace(&per_thread_header(&["instructions"], &["outer", "inner"])),
+        &options(),
+    );
+    assert_eq!(
+        (a.violations.negative_delta, a.violations.below_children),
+        (0, 1)
+    );
+    let first = a.violations.first.unwrap();
+    assert_eq!(
+        (
+            first.kind,
+            first.function.as_str(),
+            first.delta,
+            first.children
+        ),
+        (ViolationKind::BelowChildren, "outer", 10, 49)
+    );
+    // Per-CPU counters: the children may have run on other CPUs, whose
+    // counts a call's own delta does not cover.
+    let a = run(
+        &trace(&header(&["instructions"], &["outer", "inner"])),
+        &options(),
+    );
+    assert!(a.violations.is_empty(), "{:?}", a.violations);
+}
+
+#[test]
+fn a_clean_trace_has_no_violation_and_none_in_json() {
+    let a = run(&nesting(), &options());
+    assert!(a.violations.is_empty(), "{:?}", a.violations);
+    let json = serde_json::to_value(&a).unwrap();
+    assert!(json.get("violations").is_none(), "{json}");
+}
+
+#[test]
+fn a_migrated_call_with_per_cpu_counters_is_not_checked() {
+    let mut f = Fixture::new(&["instructions"], &["f"]);
+    f.push(entry(10, 0, &[100]))
+        .push(SampleIn {
+            cpu: 1,
+            ..exit(20, 0, &[5])
+        })
+        .round();
+    let a = run(&f.finish(0), &options());
+    assert!(a.violations.is_empty(), "{:?}", a.violations);
+}

@@ -105,6 +105,7 @@ fn with_callers(
         tree.push(call, chain, value);
     })
     .with_context(|| format!("failed to analyze {}", args.input.display()))?;
+    super::report::warn_violations(&analysis);
     let folded = tree.folded(&analysis, chains, args.per_thread);
     Ok((analysis, counter, folded))
 }

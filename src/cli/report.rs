@@ -97,6 +97,7 @@ fn analyze_with_callers(
         f.callers
             .sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.stack.cmp(&b.stack)));
     }
+    warn_violations(&analysis);
     Ok(analysis)
 }
 
@@ -112,7 +113,16 @@ pub fn analyze_file(path: &Path, opts: &AnalysisOptions) -> anyhow::Result<Analy
     let reader = open_trace(path)?;
     let analysis = analysis::analyze(reader, opts)
         .with_context(|| format!("failed to analyze {}", path.display()))?;
+    warn_violations(&analysis);
     Ok(analysis)
+}
+
+/// Says on stderr, whatever the output format, that calls broke an
+/// invariant of counting.
+pub fn warn_violations(analysis: &Analysis) {
+    if !analysis.violations.is_empty() {
+        eprintln!("perfunc: {}", analysis.violations);
+    }
 }
 
 /// Prints the table report of `analysis` to stdout.

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::ReportWriter;
-use crate::analysis::{Analysis, CalibrationInfo, CounterStats, FunctionStats};
+use crate::analysis::{Analysis, CalibrationInfo, CounterStats, FunctionStats, Violations};
 use crate::trace::Damage;
 
 /// The JSON writer.
@@ -18,6 +18,9 @@ struct Report<'a> {
     trace: TraceView<'a>,
     functions: Vec<FunctionView<'a>>,
     tree: Vec<PathView>,
+    /// Calls that broke an invariant of counting; absent when none did.
+    #[serde(skip_serializing_if = "Violations::is_empty")]
+    violations: &'a Violations,
 }
 
 #[derive(Serialize)]
@@ -196,6 +199,7 @@ impl ReportWriter for Json {
                     raw_inclusive: per_counter(&p.raw_inclusive),
                 })
                 .collect(),
+            violations: &a.violations,
         };
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)

@@ -50,6 +50,9 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
         if t.threads == 1 { "" } else { "s" }
     )?;
     writeln!(out, "{}", calibration_line(a))?;
+    if !a.violations.is_empty() {
+        writeln!(out, "{}", a.violations)?;
+    }
     if !t.damaged.is_empty() {
         let bytes: u64 = t.damaged.iter().map(|d| d.end - d.start).sum();
         writeln!(

@@ -158,6 +158,7 @@ pub(crate) fn nested() -> Analysis {
         discarded,
         strict: false,
         calibration: None,
+        violations: Default::default(),
     }
 }
 
@@ -414,4 +415,51 @@ fn a_trace_without_footer_shows_its_span_as_at_least_and_one_record_singular() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn the_table_says_loudly_when_calls_broke_an_invariant() {
+    use crate::analysis::{Violation, ViolationKind, Violations};
+    let mut broken = nested();
+    broken.violations = Violations {
+        negative_delta: 0,
+        below_children: 2,
+        first: Some(Violation {
+            kind: ViolationKind::BelowChildren,
+            function: "pf_outer".into(),
+            tid: 7,
+            start: 1500,
+            counter: "page-faults".into(),
+            delta: 3,
+            children: 5,
+        }),
+    };
+    let text = render_analysis(&broken, Format::Table, &ReportOptions::default());
+    assert!(
+        text.contains(
+            "\nBUG: 2 calls broke an invariant of counting (0 with a negative raw delta, 2 below \
+             the sum of their probed children's); the first: pf_outer (tid 7, entry at 1500 ns): \
+             page-faults 3, its children 5; these values cannot be trusted: please report it, \
+             with the trace\n"
+        ),
+        "{text}"
+    );
+    let clean = render_analysis(&nested(), Format::Table, &ReportOptions::default());
+    assert!(!clean.contains("BUG"), "{clean}");
+    let json: serde_json::Value = serde_json::from_str(&render_analysis(
+        &broken,
+        Format::Json,
+        &ReportOptions::default(),
+    ))
+    .unwrap();
+    assert_eq!(json["violations"]["below_children"], 2);
+    assert_eq!(json["violations"]["first"]["kind"], "below_children");
+    assert_eq!(json["violations"]["first"]["children"], 5);
+    let clean: serde_json::Value = serde_json::from_str(&render_analysis(
+        &nested(),
+        Format::Json,
+        &ReportOptions::default(),
+    ))
+    .unwrap();
+    assert!(clean.get("violations").is_none(), "{clean}");
 }

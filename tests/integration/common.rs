@@ -322,7 +322,14 @@ pub fn json_report(trace: &Path) -> serde_json::Value {
         &["report", "--format", "json", "-i", trace.to_str().unwrap()],
         0,
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every test that reads a report checks the invariants of counting.
+    assert!(
+        report.get("violations").is_none(),
+        "calls broke an invariant: {}",
+        report["violations"]
+    );
+    report
 }
 
 /// Function `name` of a JSON report.
