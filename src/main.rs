@@ -9,8 +9,11 @@ fn main() {
         Err(err) => {
             // `perfunc script | head` is not an error.
             let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+                let io = match e.downcast_ref::<perfunc::report::ReportError>() {
+                    Some(perfunc::report::ReportError::Io(io)) => Some(io),
+                    _ => e.downcast_ref::<io::Error>(),
+                };
+                io.is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
             });
             if broken_pipe {
                 0

@@ -42,7 +42,7 @@ impl ReportWriter for Csv {
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let mut w = ::csv::Writer::from_writer(out);
-        w.write_record(HEADER)?;
+        w.write_record(HEADER).map_err(io_error)?;
         for f in functions {
             let discarded: u64 = f.discarded.values().sum();
             let flagged: u64 = f.flagged.values().sum();
@@ -84,9 +84,18 @@ impl ReportWriter for Csv {
                         .map(f64::to_string),
                 );
                 row.push(c.within_noise.map_or_else(String::new, |b| b.to_string()));
-                w.write_record(&row)?;
+                w.write_record(&row).map_err(io_error)?;
             }
         }
         w.flush()
+    }
+}
+
+/// The I/O error inside a CSV writer's error, with its kind (a closed pipe
+/// stays `BrokenPipe`), or the CSV error itself.
+fn io_error(err: ::csv::Error) -> io::Error {
+    match err.into_kind() {
+        ::csv::ErrorKind::Io(err) => err,
+        kind => io::Error::other(format!("CSV: {kind:?}")),
     }
 }

@@ -224,3 +224,37 @@ fn the_calibration_cache_is_not_used_through_a_symlink_or_when_others_can_write_
     assert!(entries(&elsewhere).is_empty(), "{err}");
     assert!(trace(&trace_path).header.calibration.is_some());
 }
+
+/// `perfunc report | head` is not an error: a closed stdout ends the
+/// report quietly with status 0, in every format, as `script` does.
+#[test]
+fn a_closed_pipe_ends_reports_and_scripts_with_status_0() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = workloads().to_str().unwrap();
+    let trace = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "10"]);
+    let trace = trace.to_str().unwrap();
+    for args in [
+        vec!["report", "-i", trace],
+        vec!["report", "--format", "json", "-i", trace],
+        vec!["report", "--format", "csv", "-i", trace],
+        vec!["script", "-i", trace],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = perfunc().args(&args).stdout(writer).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
