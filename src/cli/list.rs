@@ -38,9 +38,13 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
             "{:<18} {:>8} {:<16} {:<15} FUNCTION",
             "ADDRESS", "SIZE", "CLASS", "PROBE"
         )?;
+        let mut refused = 0;
         for r in &resolved {
             let f = &r.function;
-            let how = if f.probe_class.emulated() {
+            let how = if f.probe_refusal.is_some() {
+                refused += 1;
+                "refused"
+            } else if f.probe_class.emulated() {
                 "emulated"
             } else {
                 "single-stepped"
@@ -59,6 +63,13 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
                 write!(out, "  [{}]", r.binary.path.display())?;
             }
             writeln!(out)?;
+        }
+        if refused > 0 {
+            writeln!(
+                out,
+                "\nrefused: the kernel places no uprobe on the instruction these functions \
+                 start with (a lock or ES/CS/SS/DS segment prefix, or int3); `record` skips them"
+            )?;
         }
     }
     out.flush()?;

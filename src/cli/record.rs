@@ -230,6 +230,65 @@ impl Plan {
         }
     }
 
+    /// Why the kernel refuses a uprobe where `f`'s probes would go.
+    fn refusal(&self, f: &Function) -> Option<&'static str> {
+        if self.skip_endbr64 {
+            f.probe_refusal
+        } else {
+            f.refusal
+        }
+    }
+
+    /// Leaves out the functions whose probe point the kernel refuses,
+    /// saying which; fails, before any probe is placed, when one was named
+    /// without a glob or when none is left.
+    fn drop_refused(
+        &self,
+        resolved: Vec<Resolved>,
+        specs: &[FunctionSpec],
+    ) -> anyhow::Result<Vec<Resolved>> {
+        let (refused, kept): (Vec<Resolved>, Vec<Resolved>) = resolved
+            .into_iter()
+            .partition(|r| self.refusal(&r.function).is_some());
+        let why = |r: &Resolved| {
+            format!(
+                "{} ({})",
+                r.function.name,
+                self.refusal(&r.function).unwrap_or_default()
+            )
+        };
+        let named = refused.iter().find(|r| {
+            specs.iter().any(|s| {
+                !s.pattern.contains(['*', '?', '['])
+                    && [&r.function.name, &r.function.raw_name].contains(&&s.pattern)
+            })
+        });
+        if let Some(r) = named.or(refused.first().filter(|_| kept.is_empty())) {
+            anyhow::bail!(
+                "the kernel refuses a uprobe on {} in {}: its first instruction has {} \
+                 (opening its probe would fail with error 524, ENOTSUPP); no probe was placed",
+                r.function.name,
+                r.binary.path.display(),
+                self.refusal(&r.function).unwrap_or_default()
+            );
+        }
+        if !refused.is_empty() {
+            let listed: Vec<String> = refused.iter().take(5).map(why).collect();
+            eprintln!(
+                "perfunc: skipping {} function{} the kernel refuses to probe, for the prefix or \
+                 instruction at its start: {}{}",
+                refused.len(),
+                if refused.len() == 1 { "" } else { "s" },
+                listed.join(", "),
+                match refused.len().saturating_sub(5) {
+                    0 => String::new(),
+                    more => format!(" and {more} more"),
+                }
+            );
+        }
+        Ok(kept)
+    }
+
     /// The functions `-f` names (none without `-f`).
     fn resolve_functions(&self) -> anyhow::Result<Vec<Resolved>> {
         if self.functions.is_empty() {
@@ -241,7 +300,8 @@ impl Plan {
             .iter()
             .map(|f| self.function_spec(f))
             .collect::<anyhow::Result<_>>()?;
-        Ok(symbols::resolve(&exe, &specs)?)
+        let resolved = symbols::resolve(&exe, &specs)?;
+        self.drop_refused(resolved, &specs)
     }
 
     /// The ELF file whose functions `-f` names.

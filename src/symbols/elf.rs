@@ -12,7 +12,7 @@ use object::{
 use serde::{Deserialize, Serialize};
 
 use super::demangle::demangle;
-use super::insn::{endbr64_skip, MAX_INSN_LEN};
+use super::insn::{endbr64_skip, kernel_refusal, MAX_INSN_LEN};
 use super::{debug, file, pattern, InsnClass, SymbolError};
 
 /// A virtual address as written in the ELF file (before any load bias).
@@ -44,6 +44,12 @@ pub struct Function {
     pub probe_skip: u8,
     /// Class of the instruction the probes are placed on.
     pub probe_class: InsnClass,
+    /// Why the kernel refuses a uprobe at `offset`, if it does
+    /// ([`super::insn::kernel_refusal`]).
+    pub refusal: Option<&'static str>,
+    /// Why the kernel refuses a uprobe at [`Self::probe_offset`], if it
+    /// does.
+    pub probe_refusal: Option<&'static str>,
 }
 
 impl Function {
@@ -327,11 +333,18 @@ fn to_function(sym: Symbol, segments: &[LoadSegment], data: &[u8]) -> Option<Fun
     let (probe_skip, probe_class) = whole
         .and_then(|whole| endbr64_skip(whole, sym.addr))
         .unwrap_or((0, class));
+    let refusal = kernel_refusal(code);
+    let probe_refusal = match probe_skip {
+        0 => refusal,
+        skip => kernel_refusal(rest.get(usize::from(skip)..).unwrap_or_default()),
+    };
     Some(Function {
         name: demangle(&sym.name),
         class,
         probe_skip,
         probe_class,
+        refusal,
+        probe_refusal,
         raw_name: sym.name,
         addr: ElfAddr(sym.addr),
         size: sym.size,
@@ -406,6 +419,8 @@ mod tests {
             class: InsnClass::Other,
             probe_skip: 0,
             probe_class: InsnClass::Other,
+            refusal: None,
+            probe_refusal: None,
         };
         let binary = Binary {
             path: "/x".into(),

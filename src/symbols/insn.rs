@@ -85,6 +85,28 @@ pub fn endbr64_skip(code: &[u8], addr: u64) -> Option<(u8, InsnClass)> {
     Some((ENDBR64.len() as u8, InsnClass::of(&code[ENDBR64.len()..])))
 }
 
+/// Why the x86-64 kernel refuses a uprobe on the first instruction of
+/// `code`, if it does (opening such a probe fails with error 524,
+/// `ENOTSUPP`, and where the binary is mapped later it never fires).
+/// Its `uprobe_init_insn` rejects an instruction with a `lock` prefix or
+/// an ES, CS, SS or DS segment prefix (`is_prefix_bad`), and `int3`, which
+/// is not in its table of instructions it can run out of line.
+pub fn kernel_refusal(code: &[u8]) -> Option<&'static str> {
+    for &byte in code {
+        match byte {
+            0xf0 => return Some("a lock prefix"),
+            0x26 | 0x2e | 0x36 | 0x3e => return Some("an ES, CS, SS or DS segment prefix"),
+            // Other legacy prefixes: the opcode comes later.
+            0xf2 | 0xf3 | 0x64 | 0x65 | 0x66 | 0x67 => continue,
+            // REX, then the opcode.
+            0x40..=0x4f => continue,
+            0xcc => return Some("int3"),
+            _ => return None,
+        }
+    }
+    None
+}
+
 impl InsnClass {
     /// Decodes the first instruction of `code` (64-bit mode) and classifies it.
     pub fn of(code: &[u8]) -> InsnClass {
@@ -185,6 +207,39 @@ impl FromStr for InsnClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_refusals_are_named() {
+        // lock bts %eax,(%rdi); lock xadd %rax,(%rdx) (REX after lock)
+        assert_eq!(
+            kernel_refusal(&[0xf0, 0x0f, 0xab, 0x07]),
+            Some("a lock prefix")
+        );
+        assert_eq!(
+            kernel_refusal(&[0xf0, 0x48, 0x0f, 0xc1, 0x02]),
+            Some("a lock prefix")
+        );
+        // notrack jmp *%rax; cs nopw 0x0(%rax,%rax,1) (operand size, then cs)
+        let segment = Some("an ES, CS, SS or DS segment prefix");
+        assert_eq!(kernel_refusal(&[0x3e, 0xff, 0xe0]), segment);
+        assert_eq!(
+            kernel_refusal(&[0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0]),
+            segment
+        );
+        assert_eq!(kernel_refusal(&[0xcc]), Some("int3"));
+        // push %rbp; mov %rsp,%rbp; endbr64; xchg %ax,%ax; fs mov; rep stos
+        for ok in [
+            &[0x55][..],
+            &[0x48, 0x89, 0xe5],
+            &[0xf3, 0x0f, 0x1e, 0xfa],
+            &[0x66, 0x90],
+            &[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0],
+            &[0xf3, 0x48, 0xab],
+            &[],
+        ] {
+            assert_eq!(kernel_refusal(ok), None, "{ok:02x?}");
+        }
+    }
 
     #[test]
     fn endbr64_is_skipped_when_nothing_branches_past_it() {

@@ -41,7 +41,7 @@ mod testutil;
 pub use elf::{read_build_id, Binary, ElfAddr, FileOffset, Function};
 pub use error::SymbolError;
 pub use file::FileKind;
-pub use insn::{endbr64_skip, InsnClass};
+pub use insn::{endbr64_skip, kernel_refusal, InsnClass};
 pub use library::find_library;
 pub use resolve::{resolve, Resolved};
 pub use spec::FunctionSpec;

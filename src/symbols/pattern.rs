@@ -103,6 +103,8 @@ mod tests {
             class: InsnClass::Other,
             probe_skip: 0,
             probe_class: InsnClass::Other,
+            refusal: None,
+            probe_refusal: None,
         }
     }
 

@@ -41,7 +41,7 @@ fn list_shows_functions_with_their_class() {
     assert!(leaf.contains("emulated"), "{leaf}");
     assert_eq!(
         text.lines().filter(|l| l.contains(" pf_")).count(),
-        9,
+        10,
         "{text}"
     );
 }
@@ -513,6 +513,85 @@ fn report_filters_that_match_nothing_say_so_and_exit_1() {
     let err = stderr_of(&["report", "-i", path, "--tid", "1"], 1);
     assert!(
         err.contains("thread 1 hit no probe in this trace; the threads that did: "),
+        "{err}"
+    );
+}
+
+/// `pf_locked` starts with `lock incl (%rdi)`, on which the kernel places
+/// no uprobe: `list` marks it, a glob skips it with a warning, naming it
+/// fails before any probe is placed.
+#[test]
+fn functions_the_kernel_refuses_to_probe_are_marked_skipped_or_refused() {
+    if !probes_available() {
+        return;
+    }
+    let bin = workloads().to_str().unwrap();
+    let list = run_expect(&["list", bin, "pf_l*"], 0);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let locked = list
+        .lines()
+        .find(|l| l.ends_with(" pf_locked"))
+        .expect(&list);
+    assert!(locked.contains(" refused "), "{list}");
+    assert!(
+        list.contains("\nrefused: the kernel places no uprobe"),
+        "{list}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let out = out.to_str().unwrap();
+    let skipped = run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-o",
+            out,
+            "-f",
+            "pf_l*",
+            "--",
+            bin,
+            "loop",
+            "3",
+        ],
+        0,
+    );
+    let err = String::from_utf8_lossy(&skipped.stderr);
+    assert!(
+        err.contains(
+            "skipping 1 function the kernel refuses to probe, for the prefix or \
+                      instruction at its start: pf_locked (a lock prefix)"
+        ),
+        "{err}"
+    );
+    let report = json_report(std::path::Path::new(out));
+    assert_eq!(function(&report, "pf_leaf")["calls"], 3);
+    let named = run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-o",
+            out,
+            "-f",
+            "pf_locked",
+            "--",
+            bin,
+            "loop",
+            "3",
+        ],
+        1,
+    );
+    let err = String::from_utf8_lossy(&named.stderr);
+    assert!(
+        err.contains("the kernel refuses a uprobe on pf_locked in ")
+            && err.contains("its first instruction has a lock prefix"),
         "{err}"
     );
 }
