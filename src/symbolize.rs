@@ -211,17 +211,26 @@ fn declarations(data: &[u8]) -> Option<HashMap<u64, String>> {
             else {
                 continue;
             };
-            // The declaration attributes, here or on the entry this one
-            // completes (within the unit; at most a few hops).
+            // The declaration attributes, each the first found here or on
+            // the entries this one completes (a definition out of its
+            // class carries only those that differ from the declaration;
+            // within the unit, at most a few hops).
             let mut die = entry.clone();
-            let mut declared = None;
+            let (mut file, mut line) = (None, None);
             for _ in 0..4 {
-                if let (Some(AttributeValue::FileIndex(index)), Some(line)) = (
-                    die.attr_value(gimli::DW_AT_decl_file),
-                    die.attr_value(gimli::DW_AT_decl_line)
-                        .and_then(|v| v.udata_value()),
-                ) {
-                    declared = Some((index, line));
+                if file.is_none() {
+                    if let Some(AttributeValue::FileIndex(index)) =
+                        die.attr_value(gimli::DW_AT_decl_file)
+                    {
+                        file = Some(index);
+                    }
+                }
+                if line.is_none() {
+                    line = die
+                        .attr_value(gimli::DW_AT_decl_line)
+                        .and_then(|v| v.udata_value());
+                }
+                if file.is_some() && line.is_some() {
                     break;
                 }
                 let next = [gimli::DW_AT_specification, gimli::DW_AT_abstract_origin]
@@ -235,6 +244,7 @@ fn declarations(data: &[u8]) -> Option<HashMap<u64, String>> {
                     None => break,
                 }
             }
+            let declared = file.zip(line);
             let Some((index, line)) = declared else {
                 continue;
             };
@@ -259,9 +269,12 @@ fn file_path<R: gimli::Reader>(unit: gimli::UnitRef<'_, R>, index: u64) -> Optio
     if let Some(dir) = &unit.comp_dir {
         path.push(dir.to_string_lossy().ok()?.as_ref());
     }
-    if let Some(dir) = entry.directory(header) {
-        let dir = unit.attr_string(dir).ok()?;
-        path.push(dir.to_string_lossy().ok()?.as_ref());
+    // Directory 0 is the compilation directory (DWARF 5) or none (DWARF 4).
+    if entry.directory_index() != 0 {
+        if let Some(dir) = entry.directory(header) {
+            let dir = unit.attr_string(dir).ok()?;
+            path.push(dir.to_string_lossy().ok()?.as_ref());
+        }
     }
     path.push(name);
     Some(path.display().to_string())

@@ -26,6 +26,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
     };
     let base = load(&args.base, &opts)?;
     let new = load(&args.new, &opts)?;
+    super::report::warn_violations(base.analysis());
+    super::report::warn_violations(new.analysis());
     let result = diff::compare(&base, &new, &opts)?;
     let mut out = BufWriter::new(io::stdout().lock());
     diff::write_diff(&result, args.format, &mut out)?;

@@ -90,9 +90,9 @@ fn list_events<W: Write>(out: &mut W) -> anyhow::Result<()> {
 }
 
 /// The counters table: first why counters do not open, each distinct
-/// reason once (`explain`'s message without the counter it names), then
-/// every counter with its status, the failed ones pointing at their
-/// reason.
+/// reason once (`explain`'s message without the counter it is about, whose
+/// name reads `<counter>` in it), then every counter with its status, the
+/// failed ones pointing at their reason.
 fn write_events<W: Write>(
     opened: &[(events::CounterSpec, Result<(), i32>)],
     explain: impl Fn(&events::CounterSpec, i32) -> String,
@@ -109,15 +109,15 @@ fn write_events<W: Write>(
                 let reason = message
                     .split_once("): ")
                     .map_or(message.as_str(), |(_, reason)| reason)
-                    .to_owned();
+                    .replace(spec.name.as_str(), "<counter>");
                 let n = match reasons.iter().position(|r| *r == reason) {
                     Some(i) => i + 1,
                     None => {
                         if reasons.is_empty() {
                             writeln!(out, "Counters that do not open here, and why:")?;
                         }
+                        writeln!(out, "  [{}] {reason}", reasons.len() + 1)?;
                         reasons.push(reason);
-                        writeln!(out, "  [{}] {}", reasons.len(), reasons[reasons.len() - 1])?;
                         reasons.len()
                     }
                 };
@@ -171,14 +171,15 @@ mod tests {
             (pick("cpu-cycles"), Err(libc::ENOENT)),
             (pick("LLC-load-misses"), Err(libc::ENOENT)),
             (pick("instructions"), Err(libc::EACCES)),
+            (pick("branch-misses"), Err(libc::EACCES)),
             (pick("task-clock"), Ok(())),
             (pick("page-faults"), Ok(())),
         ];
         let explain = |spec: &events::CounterSpec, errno: i32| {
             let cause = if errno == libc::ENOENT {
-                "no PMU"
+                "no PMU".to_owned()
             } else {
-                "paranoid"
+                format!("paranoid: count {}:u", spec.name)
             };
             format!("cannot open counter {} (x, y): {cause}", spec.name)
         };
@@ -188,12 +189,13 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "Counters that do not open here, and why:\n\
              \x20 [1] no PMU\n\
-             \x20 [2] paranoid\n\
+             \x20 [2] paranoid: count <counter>:u\n\
              \n\
              COUNTER          KIND      UNIT         STATUS\n\
              cpu-cycles       hardware  count        unavailable: ENOENT [1]\n\
              LLC-load-misses  hw-cache  count        unavailable: ENOENT [1]\n\
              instructions     hardware  count        unavailable: EACCES [2]\n\
+             branch-misses    hardware  count        unavailable: EACCES [2]\n\
              task-clock       software  nanoseconds  ok\n\
              page-faults      software  count        ok\n"
         );

@@ -257,7 +257,8 @@ pub struct ReportArgs {
     tid: Option<u32>,
 
     /// Only functions matching this glob (repeatable). Patterns that match
-    /// no recorded function are an error that names the closest ones.
+    /// none of the trace's probed functions are an error that names the
+    /// closest ones.
     #[arg(long = "function", value_name = "PATTERN")]
     functions: Vec<String>,
 

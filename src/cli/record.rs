@@ -263,9 +263,10 @@ impl Plan {
                     && [&r.function.name, &r.function.raw_name].contains(&&s.pattern)
             })
         });
-        if let Some(r) = named.or(refused.first().filter(|_| kept.is_empty())) {
+        let nothing_left = kept.is_empty() && self.kernel.is_empty();
+        if let Some(r) = named.or(refused.first().filter(|_| nothing_left)) {
             anyhow::bail!(
-                "the kernel refuses a uprobe on {} in {}: its first instruction has {} \
+                "the kernel refuses a uprobe on {} in {}: the instruction its probes go on has {} \
                  (opening its probe would fail with error 524, ENOTSUPP); no probe was placed",
                 r.function.name,
                 r.binary.path.display(),
@@ -276,7 +277,7 @@ impl Plan {
             let listed: Vec<String> = refused.iter().take(5).map(why).collect();
             eprintln!(
                 "perfunc: skipping {} function{} the kernel refuses to probe, for the prefix or \
-                 instruction at its start: {}{}",
+                 instruction where the probes go: {}{}",
                 refused.len(),
                 if refused.len() == 1 { "" } else { "s" },
                 listed.join(", "),

@@ -330,13 +330,17 @@ fn to_function(sym: Symbol, segments: &[LoadSegment], data: &[u8]) -> Option<Fun
         .ok()
         .filter(|&size| size > 0 && size <= rest.len())
         .map(|size| &rest[..size]);
+    let refusal = kernel_refusal(code);
+    // Past endbr64 only where the kernel takes the next instruction.
     let (probe_skip, probe_class) = whole
         .and_then(|whole| endbr64_skip(whole, sym.addr))
+        .filter(|&(skip, _)| {
+            kernel_refusal(rest.get(usize::from(skip)..).unwrap_or_default()).is_none()
+        })
         .unwrap_or((0, class));
-    let refusal = kernel_refusal(code);
     let probe_refusal = match probe_skip {
         0 => refusal,
-        skip => kernel_refusal(rest.get(usize::from(skip)..).unwrap_or_default()),
+        _ => None,
     };
     Some(Function {
         name: demangle(&sym.name),

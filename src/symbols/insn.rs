@@ -89,22 +89,37 @@ pub fn endbr64_skip(code: &[u8], addr: u64) -> Option<(u8, InsnClass)> {
 /// `code`, if it does (opening such a probe fails with error 524,
 /// `ENOTSUPP`, and where the binary is mapped later it never fires).
 /// Its `uprobe_init_insn` rejects an instruction with a `lock` prefix or
-/// an ES, CS, SS or DS segment prefix (`is_prefix_bad`), and `int3`, which
-/// is not in its table of instructions it can run out of line.
+/// an ES, CS, SS or DS segment prefix (`is_prefix_bad`), and opcodes
+/// missing from its table of instructions it can run out of line
+/// (`good_insns_64`); of those, the ones code can start with are checked:
+/// `int3`, `int N`, `int1`, `iret`, `hlt`, and `0x62` (EVEX, AVX-512).
+/// Other instructions are accepted.
 pub fn kernel_refusal(code: &[u8]) -> Option<&'static str> {
-    for &byte in code {
+    let mut rest = code;
+    while let Some((&byte, tail)) = rest.split_first() {
         match byte {
             0xf0 => return Some("a lock prefix"),
             0x26 | 0x2e | 0x36 | 0x3e => return Some("an ES, CS, SS or DS segment prefix"),
             // Other legacy prefixes: the opcode comes later.
-            0xf2 | 0xf3 | 0x64 | 0x65 | 0x66 | 0x67 => continue,
-            // REX, then the opcode.
-            0x40..=0x4f => continue,
-            0xcc => return Some("int3"),
-            _ => return None,
+            0xf2 | 0xf3 | 0x64 | 0x65 | 0x66 | 0x67 => rest = tail,
+            // REX: the next byte is the opcode.
+            0x40..=0x4f => return tail.first().and_then(|&op| refused_opcode(op)),
+            op => return refused_opcode(op),
         }
     }
     None
+}
+
+/// The one-byte opcodes [`kernel_refusal`] checks.
+fn refused_opcode(op: u8) -> Option<&'static str> {
+    match op {
+        0xcc => Some("int3"),
+        0xcd | 0xce | 0xf1 => Some("a software interrupt"),
+        0xcf => Some("iret"),
+        0xf4 => Some("hlt"),
+        0x62 => Some("an EVEX (AVX-512) encoding"),
+        _ => None,
+    }
 }
 
 impl InsnClass {
@@ -227,6 +242,13 @@ mod tests {
             segment
         );
         assert_eq!(kernel_refusal(&[0xcc]), Some("int3"));
+        // vmovdqu64 (%rsi),%zmm16
+        assert_eq!(
+            kernel_refusal(&[0x62, 0xe1, 0xfe, 0x48, 0x6f, 0x06]),
+            Some("an EVEX (AVX-512) encoding")
+        );
+        // REX then the opcode: rex.W int3 is refused, rex.W mov is not.
+        assert_eq!(kernel_refusal(&[0x48, 0xcc]), Some("int3"));
         // push %rbp; mov %rsp,%rbp; endbr64; xchg %ax,%ax; fs mov; rep stos
         for ok in [
             &[0x55][..],

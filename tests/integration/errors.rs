@@ -563,7 +563,7 @@ fn functions_the_kernel_refuses_to_probe_are_marked_skipped_or_refused() {
     assert!(
         err.contains(
             "skipping 1 function the kernel refuses to probe, for the prefix or \
-                      instruction at its start: pf_locked (a lock prefix)"
+                      instruction where the probes go: pf_locked (a lock prefix)"
         ),
         "{err}"
     );
@@ -591,7 +591,7 @@ fn functions_the_kernel_refuses_to_probe_are_marked_skipped_or_refused() {
     let err = String::from_utf8_lossy(&named.stderr);
     assert!(
         err.contains("the kernel refuses a uprobe on pf_locked in ")
-            && err.contains("its first instruction has a lock prefix"),
+            && err.contains("the instruction its probes go on has a lock prefix"),
         "{err}"
     );
 }
