@@ -187,6 +187,27 @@ impl Binary {
 /// [`SymbolError::Io`] when the file cannot be read, [`SymbolError::Elf`]
 /// when it is not 64-bit ELF.
 pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, SymbolError> {
+    with_lazy_elf(path, |elf| {
+        let id = elf.build_id().map_err(|source| SymbolError::Elf {
+            path: path.to_owned(),
+            cause: source,
+        })?;
+        Ok(id.map(<[u8]>::to_vec))
+    })
+}
+
+/// Runs `f` on the 64-bit ELF file at `path`, parsed through a read cache:
+/// only the parts `f` looks at are read, not the whole file.
+///
+/// # Errors
+/// [`SymbolError::Io`] when the file cannot be opened, [`SymbolError::Elf`]
+/// when it is not 64-bit ELF; else what `f` returns.
+pub(crate) fn with_lazy_elf<T>(
+    path: &Path,
+    f: impl FnOnce(
+        &ElfFile64<'_, object::Endianness, &ReadCache<std::fs::File>>,
+    ) -> Result<T, SymbolError>,
+) -> Result<T, SymbolError> {
     let file = file::open_regular(path).map_err(|e| SymbolError::io(path, e))?;
     let cache = ReadCache::new(file);
     let elf =
@@ -194,11 +215,7 @@ pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, SymbolError> {
             path: path.to_owned(),
             cause: source,
         })?;
-    let id = elf.build_id().map_err(|source| SymbolError::Elf {
-        path: path.to_owned(),
-        cause: source,
-    })?;
-    Ok(id.map(<[u8]>::to_vec))
+    f(&elf)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use object::read::elf::ElfFile64;
-use object::{Object, ObjectSymbol, ReadCache, SymbolKind};
+use object::{Object, ObjectSymbol, SymbolKind};
 
 use super::demangle::demangle;
+use super::elf::with_lazy_elf;
 use super::library::needed_libraries;
 use super::pattern::Matcher;
 use super::SymbolError;
@@ -15,24 +15,19 @@ use super::SymbolError;
 /// The functions of `.dynsym` in the ELF file at `path`: the undefined ones
 /// (what it imports) or the defined ones (what it exports).
 fn dynamic_functions(path: &Path, imported: bool) -> Result<Vec<String>, SymbolError> {
-    let file = super::file::open_regular(path).map_err(|e| SymbolError::io(path, e))?;
-    let cache = ReadCache::new(file);
-    let elf =
-        ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|source| SymbolError::Elf {
-            path: path.to_owned(),
-            cause: source,
-        })?;
-    Ok(elf
-        .dynamic_symbols()
-        .filter(|sym| sym.is_undefined() == imported)
-        .filter(|sym| match sym.kind() {
-            SymbolKind::Text => true,
-            // Imports are often untyped.
-            SymbolKind::Unknown => imported,
-            _ => false,
-        })
-        .filter_map(|sym| sym.name().ok().filter(|n| !n.is_empty()).map(str::to_owned))
-        .collect())
+    with_lazy_elf(path, |elf| {
+        Ok(elf
+            .dynamic_symbols()
+            .filter(|sym| sym.is_undefined() == imported)
+            .filter(|sym| match sym.kind() {
+                SymbolKind::Text => true,
+                // Imports are often untyped.
+                SymbolKind::Unknown => imported,
+                _ => false,
+            })
+            .filter_map(|sym| sym.name().ok().filter(|n| !n.is_empty()).map(str::to_owned))
+            .collect())
+    })
 }
 
 /// Whether `matcher` matches the symbol `raw` (raw or demangled).

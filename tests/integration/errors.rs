@@ -540,25 +540,28 @@ fn functions_the_kernel_refuses_to_probe_are_marked_skipped_or_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.perfunc");
     let out = out.to_str().unwrap();
-    let skipped = run_expect(
-        &[
-            "record",
-            "--calibration",
-            "off",
-            "-q",
-            "-e",
-            "task-clock",
-            "-o",
-            out,
-            "-f",
-            "pf_l*",
-            "--",
-            bin,
-            "loop",
-            "3",
-        ],
-        0,
-    );
+    let record_f = |pattern: &str, code: i32| {
+        run_expect(
+            &[
+                "record",
+                "--calibration",
+                "off",
+                "-q",
+                "-e",
+                "task-clock",
+                "-o",
+                out,
+                "-f",
+                pattern,
+                "--",
+                bin,
+                "loop",
+                "3",
+            ],
+            code,
+        )
+    };
+    let skipped = record_f("pf_l*", 0);
     let err = String::from_utf8_lossy(&skipped.stderr);
     assert!(
         err.contains(
@@ -569,25 +572,7 @@ fn functions_the_kernel_refuses_to_probe_are_marked_skipped_or_refused() {
     );
     let report = json_report(std::path::Path::new(out));
     assert_eq!(function(&report, "pf_leaf")["calls"], 3);
-    let named = run_expect(
-        &[
-            "record",
-            "--calibration",
-            "off",
-            "-q",
-            "-e",
-            "task-clock",
-            "-o",
-            out,
-            "-f",
-            "pf_locked",
-            "--",
-            bin,
-            "loop",
-            "3",
-        ],
-        1,
-    );
+    let named = record_f("pf_locked", 1);
     let err = String::from_utf8_lossy(&named.stderr);
     assert!(
         err.contains("the kernel refuses a uprobe on pf_locked in ")
