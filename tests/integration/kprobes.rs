@@ -247,7 +247,9 @@ fn kprobes_of_a_killed_perfunc_are_removed_by_the_next_run() {
     let _ = Command::new("pkill")
         .args(["-f", &format!("{bin} slow 60")])
         .status();
-    assert!(!definitions_left_by(pid, "kprobe_events").is_empty());
+    // SIGKILL leaves the definitions behind. The next perfunc to start
+    // removes them: this recording, or that of a test running beside
+    // this one (so they are not asserted to be there now).
     record_in(
         dir.path(),
         &["-e", "task-clock", "-k", "vfs_read"],
