@@ -7,12 +7,12 @@ use std::io::Read;
 use rayon::prelude::*;
 
 use super::compensation::Compensation;
-use super::order::{Batch, Orderer};
+use super::order::{Batch, EventKind, Orderer};
 use super::pair::{PairConfig, RawViolation, Thread};
 use super::stats::{Summary, ValueStore};
 use super::{
     select_functions, Analysis, AnalysisError, AnalysisOptions, Call, CallPath, CounterStats,
-    FunctionStats, Reason, TraceSummary, Violation, Violations,
+    FunctionStats, Reason, RunSpread, TraceSummary, Violation, Violations,
 };
 use crate::events::CounterSpec;
 use crate::trace::{Target, TraceEnd, TraceHeader, TraceReader};
@@ -74,6 +74,12 @@ pub(super) fn run<R: Read>(
     Ok(pool.install(|| pairing.finish(&header, trace, opts.tree_per_thread)))
 }
 
+/// The run a call entered at `start` belongs to: the last one started at
+/// or before it (0 before the first, or without runs).
+fn run_of(starts: &[u64], start: u64) -> u32 {
+    starts.partition_point(|&t| t <= start).saturating_sub(1) as u32
+}
+
 fn is_context_switches(spec: &CounterSpec) -> bool {
     (spec.type_, spec.config) == CONTEXT_SWITCHES
 }
@@ -97,6 +103,18 @@ fn summarize(header: &TraceHeader, orderer: &Orderer, end: &TraceEnd) -> TraceSu
         records: orderer.records,
         lost,
         threads: orderer.tids.len() as u64,
+        runs: orderer.runs.max(1),
+        run_time: (orderer.runs > 1)
+            .then(|| {
+                RunSpread::of(
+                    orderer
+                        .run_times
+                        .iter()
+                        .filter_map(|&(_, start, end)| Some((end? - start) as f64))
+                        .collect(),
+                )
+            })
+            .flatten(),
         complete,
         bytes_lost,
         damaged: Vec::new(),
@@ -113,6 +131,8 @@ struct Pairing {
     /// Per probe, per counter.
     stores: Vec<Vec<CounterStore>>,
     calls: Vec<Call>,
+    /// The start times of the runs released so far, in order.
+    run_starts: Vec<u64>,
 }
 
 /// The values of one function and counter.
@@ -122,6 +142,8 @@ struct CounterStore {
     values: ValueStore,
     /// The raw inclusive deltas, when calibrating.
     raw: Option<ValueStore>,
+    /// The inclusive deltas of each run, in a trace with runs.
+    runs: Vec<ValueStore>,
 }
 
 impl CounterStore {
@@ -129,7 +151,23 @@ impl CounterStore {
         Self {
             values: ValueStore::default(),
             raw: calibrating.then(ValueStore::default),
+            runs: Vec::new(),
         }
+    }
+
+    /// The median of each run that has values.
+    fn run_medians(&mut self) -> Option<RunSpread> {
+        if self.runs.is_empty() {
+            return None;
+        }
+        let medians = self
+            .runs
+            .iter_mut()
+            .map(|run| run.summary(false))
+            .filter(|s| s.count > 0)
+            .map(|s| s.percentiles[0])
+            .collect();
+        RunSpread::of(medians)
     }
 
     /// The summaries of the values and of the raw values; with the median's
@@ -157,11 +195,21 @@ impl Pairing {
             threads: BTreeMap::new(),
             stores,
             calls: Vec::new(),
+            run_starts: Vec::new(),
         }
     }
 
     /// Pairs one round, one task per thread, then merges its values.
     fn process(&mut self, batch: &Batch) {
+        // A run's start is released no later than its first record: its
+        // time is before all of them.
+        self.run_starts.extend(
+            batch
+                .events
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Run))
+                .map(|e| e.time),
+        );
         for records in &batch.threads {
             self.threads
                 .entry(records.tid)
@@ -181,11 +229,15 @@ impl Pairing {
         let cfg = &self.cfg;
         jobs.par_iter_mut()
             .for_each(|(thread, words)| thread.process(cfg, words, &batch.events));
-        merge_values(&mut self.stores, &jobs, self.exact_limit);
+        merge_values(&mut self.stores, &jobs, self.exact_limit, &self.run_starts);
         jobs.par_iter_mut()
             .for_each(|(thread, _)| thread.end_round());
         if cfg.keep_calls {
+            let starts = &self.run_starts;
             for (thread, _) in &mut jobs {
+                for call in &mut thread.calls {
+                    call.run = run_of(starts, call.start);
+                }
                 self.calls.append(&mut thread.calls);
             }
         }
@@ -204,11 +256,14 @@ impl Pairing {
             thread.close(&self.cfg);
         }
         let totals = self.totals();
-        let flat: Vec<(Summary, Option<Summary>)> = self
+        let flat: Vec<(Summary, Option<Summary>, Option<RunSpread>)> = self
             .stores
             .par_iter_mut()
             .flat_map(|stores| stores.par_iter_mut())
-            .map(CounterStore::summaries)
+            .map(|store| {
+                let (values, raw) = store.summaries();
+                (values, raw, store.run_medians())
+            })
             .collect();
         let n = self.cfg.ncounters;
         let summaries = (0..self.stores.len()).map(|p| &flat[p * n..(p + 1) * n]);
@@ -231,7 +286,13 @@ impl Pairing {
                 used: total.used,
                 discarded: reasons(&total.discarded).collect(),
                 flagged: reasons(&total.flagged).collect(),
-                counters: self.counter_stats(probe.id, &header.counters, summaries, &total),
+                counters: self.counter_stats(
+                    probe.id,
+                    &header.counters,
+                    summaries,
+                    &total,
+                    trace.runs,
+                ),
             });
         }
         Analysis {
@@ -280,8 +341,9 @@ impl Pairing {
         &self,
         probe: u32,
         specs: &[CounterSpec],
-        summaries: &[(Summary, Option<Summary>)],
+        summaries: &[(Summary, Option<Summary>, Option<RunSpread>)],
         total: &Total,
+        trace_runs: u32,
     ) -> Vec<CounterStats> {
         let noise = |j: usize, s: &Summary| {
             let comp = self.cfg.compensation.as_ref().filter(|_| total.used > 0)?;
@@ -292,7 +354,7 @@ impl Pairing {
             .zip(summaries)
             .zip(&total.self_sum)
             .enumerate()
-            .map(|(j, ((spec, (s, raw)), &self_sum))| {
+            .map(|(j, ((spec, (s, raw, runs)), &self_sum))| {
                 let raw = raw.as_ref().unwrap_or(s);
                 let self_sum = self_sum as f64;
                 CounterStats {
@@ -317,6 +379,7 @@ impl Pairing {
                     raw_mean: raw.mean,
                     raw_p50: raw.percentiles[0],
                     within_noise: noise(j, s),
+                    runs: runs.clone().filter(|_| trace_runs > 1),
                 }
             })
             .collect()
@@ -402,7 +465,12 @@ struct PathSums {
 
 /// Appends the round's values of every job to the stores, one task per
 /// probe, in thread-id order so the result does not depend on the pool.
-fn merge_values(stores: &mut [Vec<CounterStore>], jobs: &[(&mut Thread, &[u64])], limit: usize) {
+fn merge_values(
+    stores: &mut [Vec<CounterStore>],
+    jobs: &[(&mut Thread, &[u64])],
+    limit: usize,
+    run_starts: &[u64],
+) {
     let mut work: Vec<(u32, usize)> = jobs
         .iter()
         .enumerate()
@@ -421,8 +489,15 @@ fn merge_values(stores: &mut [Vec<CounterStore>], jobs: &[(&mut Thread, &[u64])]
             let func = jobs[job].0.funcs[probe as usize]
                 .as_ref()
                 .expect("a touched probe has calls");
+            let run = (!run_starts.is_empty()).then(|| run_of(run_starts, func.first_start));
             for (j, store) in store.iter_mut().enumerate() {
                 store.values.extend(&func.inclusive[j], limit);
+                if let Some(run) = run.map(|r| r as usize) {
+                    if store.runs.len() <= run {
+                        store.runs.resize_with(run + 1, ValueStore::default);
+                    }
+                    store.runs[run].extend(&func.inclusive[j], limit);
+                }
                 if let Some(raw) = &mut store.raw {
                     raw.extend(&func.raw[j], limit);
                 }

@@ -331,6 +331,9 @@ pub struct Call {
     pub tid: u32,
     /// Open probed frames below this call in its thread (0: outermost).
     pub depth: u32,
+    /// The run of a `record --repeat` trace the call belongs to, from 0
+    /// (0 in a trace of one run).
+    pub run: u32,
     /// Entry time, ns on the trace's clock.
     pub start: u64,
     /// Return time, ns on the trace's clock.

@@ -118,6 +118,58 @@ pub struct CounterStats {
     /// when the values are exact. `None` when not calibrated, without used
     /// calls, or when the profile has no baseline for the class and counter.
     pub within_noise: Option<bool>,
+    /// Across the runs of a `record --repeat` trace: each run's median
+    /// and their spread. `None` for a trace of one run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<RunSpread>,
+}
+
+/// One counter of one function across the runs of a trace
+/// (`record --repeat`): what varies from run to run, which the calls of
+/// one run cannot tell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSpread {
+    /// The median per call of each run that called the function, in run
+    /// order (calibrated when the analysis is).
+    pub medians: Vec<f64>,
+    /// The median of `medians`.
+    pub median: f64,
+    /// The sample standard deviation of `medians` (0 for one run).
+    pub stddev: f64,
+}
+
+impl RunSpread {
+    /// The spread of `medians`; `None` without any.
+    pub fn of(medians: Vec<f64>) -> Option<RunSpread> {
+        if medians.is_empty() {
+            return None;
+        }
+        let mut sorted = medians.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        let mean = sorted.iter().sum::<f64>() / n as f64;
+        let stddev = if n < 2 {
+            0.0
+        } else {
+            (sorted.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        };
+        Some(RunSpread {
+            medians,
+            median,
+            stddev,
+        })
+    }
+
+    /// `stddev` relative to `median` (0.031 for ±3.1 %); `None` when the
+    /// median is 0.
+    pub fn relative(&self) -> Option<f64> {
+        (self.median != 0.0).then(|| self.stddev / self.median.abs())
+    }
 }
 
 /// Statistics of one probed function.
@@ -201,6 +253,13 @@ pub struct TraceSummary {
     pub lost: u64,
     /// Threads that hit a probe.
     pub threads: u64,
+    /// Runs of the command (`record --repeat`); 1 for a recording without.
+    pub runs: u32,
+    /// With two or more runs: the time each run's command took, from its
+    /// release to its exit (runs whose exit is not in the trace left out),
+    /// and their spread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_time: Option<RunSpread>,
     /// Whether the trace ended with its footer.
     pub complete: bool,
     /// Bytes lost at the end of an incomplete trace.

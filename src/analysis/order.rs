@@ -106,6 +106,8 @@ pub(super) enum EventKind {
     Lost { cpu: u32 },
     /// This thread exited.
     Exit { tid: u32 },
+    /// A run of a `record --repeat` recording started.
+    Run,
     /// A damaged part of the trace was skipped (`--salvage`): what
     /// happened in it is unknown, so no call open before it may be paired
     /// with a return after it.
@@ -196,6 +198,10 @@ pub(super) struct Orderer {
     pub lost: u64,
     /// Threads with samples.
     pub tids: HashSet<u32>,
+    /// `Run` events read (0 for a recording without `--repeat`).
+    pub runs: u32,
+    /// Per run: its command's pid, its start and the exit of that pid.
+    pub run_times: Vec<(u32, u64, Option<u64>)>,
     /// Whether the trace has ended.
     pub ended: bool,
     /// Damaged ranges of the trace already handled as gaps.
@@ -228,6 +234,8 @@ impl Orderer {
             records: 0,
             lost: 0,
             tids: HashSet::new(),
+            runs: 0,
+            run_times: Vec::new(),
             ended: false,
             gaps: 0,
         }
@@ -346,7 +354,19 @@ impl Orderer {
                     self.lost += count;
                     (time, EventKind::Lost { cpu })
                 }
-                Event::Exit { time, tid, .. } => (time, EventKind::Exit { tid }),
+                Event::Exit { time, pid, tid, .. } => {
+                    if let Some(run) = self.run_times.iter_mut().find(|r| r.0 == pid) {
+                        if pid == tid && run.2.is_none() {
+                            run.2 = Some(time);
+                        }
+                    }
+                    (time, EventKind::Exit { tid })
+                }
+                Event::Run { time, pid, .. } => {
+                    self.runs += 1;
+                    self.run_times.push((pid, time, None));
+                    (time, EventKind::Run)
+                }
                 Event::Fork { .. }
                 | Event::Comm { .. }
                 | Event::Mmap { .. }

@@ -101,6 +101,9 @@ pub(super) struct FuncAcc {
     pub inclusive: Vec<Vec<i64>>,
     /// Per counter, their raw deltas, when calibrating (empty otherwise).
     pub raw: Vec<Vec<i64>>,
+    /// Entry time of this round's first used call: what tells the run of
+    /// this round's values (a task runs in one run only).
+    pub first_start: u64,
     /// Whether the probe is in the thread's `touched` list.
     touched: bool,
 }
@@ -292,6 +295,7 @@ impl Thread {
             // The returns of the open calls may be in the damaged range, and
             // a return after it may belong to a call entered inside it.
             EventKind::Gap => self.abandon(cfg, Reason::LostRecords),
+            EventKind::Run => {}
         }
     }
 
@@ -489,6 +493,7 @@ impl Thread {
                 probe: frame.probe,
                 tid: self.tid,
                 depth: self.frames.len() as u32,
+                run: 0,
                 start: frame.start,
                 end: rec.time(),
                 raw: self.raw(cfg).to_vec(),
@@ -578,6 +583,7 @@ impl Thread {
         }
         if !func.touched {
             func.touched = true;
+            func.first_start = frame.start;
             self.touched.push(frame.probe);
         }
         func.calls += 1;

@@ -141,6 +141,7 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
         output: output.clone(),
         buffer_bytes: 16 << 20,
         duration: None,
+        repeat: 1,
         quiet: true,
         calibration: CalibrationMode::Off,
         skip_endbr64: false,

@@ -42,6 +42,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         output: output.clone(),
         buffer_bytes: 32 << 20,
         duration: None,
+        repeat: 1,
         quiet: false,
         calibration: super::calibrate::CalibrationMode::Auto,
         skip_endbr64: true,

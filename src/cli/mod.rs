@@ -135,6 +135,21 @@ pub struct RecordArgs {
     #[arg(long, value_name = "TIME", value_parser = units::parse_duration)]
     duration: Option<std::time::Duration>,
 
+    /// Run the command N times, one after the other, under the same
+    /// probes (like `perf stat -r`), into one trace whose every call
+    /// carries its run: reports then give each function's run-to-run
+    /// spread, and `perfunc diff` tests runs instead of calls. Stops
+    /// repeating when a run fails or on Ctrl-C.
+    #[arg(
+        short = 'r',
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..),
+        conflicts_with_all = ["pid", "all_cpus"]
+    )]
+    repeat: u32,
+
     /// Ring buffer per CPU with --follow inherit and -a, per thread with
     /// --follow per-thread, where each task after the first gets at most
     /// 4M (e.g. 32M, 256K); a power of two is used.

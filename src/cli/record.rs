@@ -45,6 +45,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
         output: args.output.clone(),
         buffer_bytes: args.buffer_size,
         duration: args.duration,
+        repeat: args.repeat,
         quiet: args.quiet,
         calibration: args.calibration.clone(),
         skip_endbr64: !args.no_endbr64_skip,
@@ -95,6 +96,8 @@ pub struct Plan {
     pub buffer_bytes: usize,
     /// Optional time limit.
     pub duration: Option<std::time::Duration>,
+    /// Runs of the command (`--repeat`).
+    pub repeat: u32,
     /// No progress and no summary.
     pub quiet: bool,
     /// Which probe-cost profile goes into the trace.
@@ -166,6 +169,7 @@ impl Plan {
             progress: !self.quiet,
             callchain: self.callchain,
             follow,
+            repeat: self.repeat,
         };
         let mut writer =
             TraceWriter::new(BufWriter::with_capacity(1 << 20, out.file()), &header)
@@ -407,8 +411,12 @@ impl Outcome {
             eprintln!("perfunc: warning: {warning}");
         }
         if !plan.quiet {
+            let runs = match self.result.runs {
+                1 => String::new(),
+                n => format!(" in {n} runs"),
+            };
             eprintln!(
-                "perfunc: {} records ({} lost) from {} thread{} in {:.2} s; wrote {} ({})",
+                "perfunc: {} records ({} lost) from {} thread{}{runs} in {:.2} s; wrote {} ({})",
                 footer.samples,
                 footer.lost,
                 self.result.threads,

@@ -162,6 +162,11 @@ fn write_event<W: Write>(e: &Event, out: &mut W) -> io::Result<()> {
             }
             writeln!(out)
         }
+        Event::Run {
+            time: t,
+            index,
+            pid,
+        } => writeln!(out, "{} {pid}/{pid} RUN {index}", time(*t)),
         Event::UserStack {
             time: t,
             pid,

@@ -97,6 +97,10 @@ pub struct RecordOptions {
     /// How threads and processes of the target are followed: resolved by
     /// [`resolve_follow`] before the trace header is written.
     pub follow: Follow,
+    /// Runs of a [`RecordTarget::Command`] under the same probes (`record
+    /// --repeat`, at least 1): one after the other, each announced in the
+    /// trace by an [`Event::Run`] when there are two or more.
+    pub repeat: u32,
 }
 
 /// How perfunc follows the threads and processes the target creates
@@ -221,6 +225,8 @@ pub struct RecordResult {
     /// Records written per probe id (a probe that never fired has none,
     /// or no entry past the end).
     pub per_probe: Vec<u64>,
+    /// Runs of the command started (`--repeat`; 1 otherwise).
+    pub runs: u32,
 }
 
 /// The signals that stop a recording cleanly.
@@ -314,6 +320,8 @@ struct Events {
     inherit: bool,
     /// The stop signal received, if any (set by [`StopFlag`]'s handler).
     interrupt: Arc<AtomicUsize>,
+    /// The threads closing the groups of earlier runs (`--repeat`).
+    closing: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// What went into the trace, per ring.
@@ -330,6 +338,8 @@ struct Tally {
     tids: BTreeSet<u32>,
     /// The tid of the last sample, to spare the set a lookup per record.
     last_tid: Option<u32>,
+    /// Samples written by the rings of earlier runs (`--repeat`).
+    earlier: u64,
 }
 
 impl Tally {
@@ -353,7 +363,7 @@ impl Tally {
     }
 
     fn samples(&self) -> u64 {
-        self.samples.iter().sum()
+        self.earlier + self.samples.iter().sum::<u64>()
     }
 
     fn samples_in(&self, ring: usize) -> u64 {
@@ -409,31 +419,67 @@ pub fn record<W: Write>(
 
     let result = match &opts.target {
         RecordTarget::Command(argv) => {
-            let mut child = HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
-                command: display_command(argv),
-                cause,
-            })?;
-            let tracer = per_thread
-                .then(|| Tracer::seize_child(child.pid()))
-                .transpose()
-                .map_err(ptrace_err)?;
+            let started = Instant::now();
+            let mut progress = Progress::new(opts.progress);
             let mut events = Events::new(!per_thread, &stop);
-            events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
-            child.release().map_err(|cause| ProbeError::Spawn {
-                command: display_command(argv),
-                cause,
-            })?;
-            let pidfd = sys::pidfd_open(child.pid()).ok();
-            let mut follow = Following::new(tracer, &placed, &cpus)?;
-            run(
-                opts,
-                &mut events,
-                writer,
-                &stop,
-                Watched::Child(child.pid()),
-                pidfd,
-                &mut follow,
-            )
+            let mut lost = 0;
+            let mut runs = 0;
+            let mut end = RunEnd::default();
+            for index in 0..opts.repeat.max(1) {
+                let mut child = HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
+                    command: display_command(argv),
+                    cause,
+                })?;
+                let tracer = per_thread
+                    .then(|| Tracer::seize_child(child.pid()))
+                    .transpose()
+                    .map_err(ptrace_err)?;
+                events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
+                if opts.repeat > 1 {
+                    // After every task of the run before has ended: each
+                    // record belongs to the last run started before it.
+                    writer.push_event(&Event::Run {
+                        time: sys::monotonic_ns(),
+                        index,
+                        pid: child.pid() as u32,
+                    })?;
+                }
+                child.release().map_err(|cause| ProbeError::Spawn {
+                    command: display_command(argv),
+                    cause,
+                })?;
+                runs += 1;
+                let pidfd = sys::pidfd_open(child.pid()).ok();
+                let mut follow = Following::new(tracer, &placed, &cpus)?;
+                end = run(
+                    opts,
+                    &mut events,
+                    writer,
+                    &stop,
+                    Watched::Child(child.pid()),
+                    pidfd,
+                    &mut follow,
+                    &mut progress,
+                )?;
+                let last = index + 1 == opts.repeat.max(1);
+                if last || !end.goes_on() {
+                    break;
+                }
+                // Each run's groups and rings are its own: the next run's
+                // command is a new process.
+                lost += events.end_run(writer, sys::monotonic_ns())?;
+            }
+            let failed = match end.exit {
+                Some(WaitStatus::Exited(code @ 1..)) => Some(format!("exited with status {code}")),
+                Some(WaitStatus::Signaled { signal, .. }) => {
+                    Some(format!("was killed by signal {signal}"))
+                }
+                _ => None,
+            };
+            if let Some(how) = failed.filter(|_| runs < opts.repeat) {
+                eprintln!("perfunc: run {runs} of {} {how}: not repeated", opts.repeat);
+            }
+            finish(events, writer, started, progress, lost, end, runs)
         }
         RecordTarget::Pid(pid) => {
             let pidfd = sys::pidfd_open(*pid).map_err(|_| ProbeError::NoSuchProcess(*pid))?;
@@ -456,8 +502,10 @@ pub fn record<W: Write>(
             if opts.callchain != Callchain::None {
                 write_mappings(writer, [*pid])?;
             }
+            let started = Instant::now();
+            let mut progress = Progress::new(opts.progress);
             let mut follow = Following::new(tracer, &placed, &cpus)?;
-            run(
+            let end = run(
                 opts,
                 &mut events,
                 writer,
@@ -465,7 +513,9 @@ pub fn record<W: Write>(
                 Watched::Process(*pid),
                 Some(pidfd),
                 &mut follow,
-            )
+                &mut progress,
+            )?;
+            finish(events, writer, started, progress, 0, end, 1)
         }
         RecordTarget::SystemWide(command) => {
             let child = command
@@ -495,8 +545,10 @@ pub fn record<W: Write>(
                 }
                 _ => (Watched::Nothing, None),
             };
+            let started = Instant::now();
+            let mut progress = Progress::new(opts.progress);
             let mut follow = Following::new(None, &placed, &cpus)?;
-            run(
+            let end = run(
                 opts,
                 &mut events,
                 writer,
@@ -504,7 +556,9 @@ pub fn record<W: Write>(
                 watched,
                 pidfd,
                 &mut follow,
-            )
+                &mut progress,
+            )?;
+            finish(events, writer, started, progress, 0, end, 1)
         }
     };
     // Returns the kernel's kretprobes missed (all their instances in use)
@@ -671,6 +725,7 @@ impl Events {
             mapped: BTreeSet::new(),
             inherit,
             interrupt: Arc::clone(&stop.flag),
+            closing: Vec::new(),
         }
     }
 
@@ -901,6 +956,31 @@ impl Events {
         Ok(())
     }
 
+    /// Ends a run of `--repeat`: [`Events::finish`], then closes every
+    /// group and ring, so that the next run starts with none. Returns the
+    /// samples lost.
+    fn end_run<W: Write>(
+        &mut self,
+        writer: &mut TraceWriter<W>,
+        time: u64,
+    ) -> Result<u64, ProbeError> {
+        let lost = self.finish(writer, time)?;
+        self.leaders.clear();
+        self.mapped.clear();
+        // Closing a probe event waits for the kernel to unregister its
+        // probe (about 0.1 s each here): done beside the next run.
+        let rings = std::mem::take(&mut self.rings);
+        let counters = std::mem::take(&mut self.counters);
+        self.closing
+            .push(std::thread::spawn(move || drop((rings, counters))));
+        let tally = &mut self.tally;
+        tally.earlier += tally.samples.iter().sum::<u64>();
+        tally.samples.clear();
+        tally.lost.clear();
+        tally.last_cpu.clear();
+        Ok(lost)
+    }
+
     /// Stops every group, moves what is left into the trace, and accounts
     /// for every probe hit: the kernel reports records it dropped only when
     /// it next writes into that ring, so drops at the very end would go
@@ -951,6 +1031,16 @@ impl Events {
             lost += missing;
         }
         Ok(lost)
+    }
+}
+
+impl Drop for Events {
+    /// Waits for the groups of earlier runs to be closed: the probes they
+    /// use can be removed from tracefs only then.
+    fn drop(&mut self) {
+        for closing in self.closing.drain(..) {
+            let _ = closing.join();
+        }
     }
 }
 
@@ -1104,6 +1194,7 @@ const DETACH_WAIT: Duration = Duration::from_secs(1);
 /// The recording loop; when it fails (a write error, a full disk), a
 /// command perfunc started is stopped as on Ctrl-C, and a process it
 /// attached to is let go, before the error is returned.
+#[allow(clippy::too_many_arguments)]
 fn run<W: Write>(
     opts: &RecordOptions,
     events: &mut Events,
@@ -1112,15 +1203,82 @@ fn run<W: Write>(
     watched: Watched,
     pidfd: Option<OwnedFd>,
     follow: &mut Following<'_>,
-) -> Result<RecordResult, ProbeError> {
-    let result = record_loop(opts, events, writer, stop, watched, pidfd, follow);
+    progress: &mut Progress,
+) -> Result<RunEnd, ProbeError> {
+    let result = record_loop(opts, events, writer, stop, watched, pidfd, follow, progress);
     if result.is_err() {
         if let Watched::Child(pid) = watched {
             stop_child(pid, follow);
         }
-        follow.detach();
     }
+    // Processes the target left behind run on, untraced.
+    follow.detach();
     result
+}
+
+/// How the watched target's run ended.
+#[derive(Debug, Default)]
+struct RunEnd {
+    /// How the command perfunc started exited.
+    exit: Option<WaitStatus>,
+    /// The stop signal perfunc received, if any.
+    stopped_by: Option<i32>,
+    /// Whether `--duration` ran out.
+    timed_out: bool,
+}
+
+impl RunEnd {
+    /// Whether another run of `--repeat` may start: the command exited 0,
+    /// and the user did not stop perfunc.
+    fn goes_on(&self) -> bool {
+        self.stopped_by.is_none()
+            && !self.timed_out
+            && matches!(self.exit, Some(WaitStatus::Exited(0)))
+    }
+}
+
+/// Ends the recording: stops the groups, accounts for lost records (`lost`
+/// of earlier runs), and builds the result.
+fn finish<W: Write>(
+    mut events: Events,
+    writer: &mut TraceWriter<W>,
+    started: Instant,
+    mut progress: Progress,
+    lost: u64,
+    end: RunEnd,
+    runs: u32,
+) -> Result<RecordResult, ProbeError> {
+    let lost = lost + events.finish(writer, sys::monotonic_ns())?;
+    progress.clear();
+    let footer = Footer {
+        duration_ns: started.elapsed().as_nanos() as u64,
+        samples: events.tally.samples(),
+        lost,
+        exit: end.exit.map(|s| match s {
+            WaitStatus::Exited(code) => ExitStatus {
+                code: Some(code),
+                signal: None,
+                core_dumped: false,
+            },
+            WaitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => ExitStatus {
+                code: None,
+                signal: Some(signal),
+                core_dumped,
+            },
+        }),
+        interrupted: end.stopped_by.is_some() || end.timed_out,
+    };
+    Ok(RecordResult {
+        footer,
+        stopped_by: end.stopped_by,
+        threads: events.tally.tids.len(),
+        kernel_missed: 0,
+        per_probe: std::mem::take(&mut events.tally.per_probe),
+        runs,
+    })
 }
 
 /// Stops and reaps a child perfunc started, without touching the trace:
@@ -1154,6 +1312,7 @@ fn stop_child(pid: i32, follow: &mut Following<'_>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record_loop<W: Write>(
     opts: &RecordOptions,
     events: &mut Events,
@@ -1162,12 +1321,10 @@ fn record_loop<W: Write>(
     watched: Watched,
     pidfd: Option<OwnedFd>,
     follow: &mut Following<'_>,
-) -> Result<RecordResult, ProbeError> {
+    progress: &mut Progress,
+) -> Result<RunEnd, ProbeError> {
     let started = Instant::now();
-    let mut progress = Progress::new(opts.progress);
-    let mut exit = None;
-    let mut stopped_by = None;
-    let mut timed_out = false;
+    let mut end = RunEnd::default();
     loop {
         let fds = follow.poll_fds(events, pidfd.as_ref());
         sys::poll_readable(&fds, POLL_INTERVAL).map_err(|cause| ProbeError::Sys {
@@ -1179,53 +1336,22 @@ fn record_loop<W: Write>(
         writer.flush()?;
         progress.update(events.tally.samples(), writer.bytes_written());
         if let Some(status) = follow.ended(watched)? {
-            exit = status;
+            end.exit = status;
             break;
         }
         if let Some(signal) = stop.signal() {
-            stopped_by = Some(signal);
+            end.stopped_by = Some(signal);
             break;
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
-            timed_out = true;
+            end.timed_out = true;
             break;
         }
     }
-    if let (Watched::Child(pid), None) = (watched, exit) {
-        exit = Some(terminate_child(pid, events, writer, opts, follow)?);
+    if let (Watched::Child(pid), None) = (watched, end.exit) {
+        end.exit = Some(terminate_child(pid, events, writer, opts, follow)?);
     }
-    // Processes the target left behind run on, untraced.
-    follow.detach();
-    let lost = events.finish(writer, sys::monotonic_ns())?;
-    progress.clear();
-    let footer = Footer {
-        duration_ns: started.elapsed().as_nanos() as u64,
-        samples: events.tally.samples(),
-        lost,
-        exit: exit.map(|s| match s {
-            WaitStatus::Exited(code) => ExitStatus {
-                code: Some(code),
-                signal: None,
-                core_dumped: false,
-            },
-            WaitStatus::Signaled {
-                signal,
-                core_dumped,
-            } => ExitStatus {
-                code: None,
-                signal: Some(signal),
-                core_dumped,
-            },
-        }),
-        interrupted: stopped_by.is_some() || timed_out,
-    };
-    Ok(RecordResult {
-        footer,
-        stopped_by,
-        threads: events.tally.tids.len(),
-        kernel_missed: 0,
-        per_probe: std::mem::take(&mut events.tally.per_probe),
-    })
+    Ok(end)
 }
 
 /// Whether the watched process has ended: `Some(Some(status))` for a child

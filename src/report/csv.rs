@@ -8,7 +8,7 @@ use crate::analysis::{Analysis, FunctionStats};
 /// The CSV writer.
 pub struct Csv;
 
-const HEADER: [&str; 23] = [
+const HEADER: [&str; 26] = [
     "function",
     "binary",
     "calls",
@@ -32,6 +32,9 @@ const HEADER: [&str; 23] = [
     "raw_mean",
     "raw_p50",
     "within_noise",
+    "runs",
+    "run_median",
+    "run_stddev",
 ];
 
 impl ReportWriter for Csv {
@@ -84,6 +87,14 @@ impl ReportWriter for Csv {
                         .map(f64::to_string),
                 );
                 row.push(c.within_noise.map_or_else(String::new, |b| b.to_string()));
+                match &c.runs {
+                    Some(runs) => row.extend([
+                        runs.medians.len().to_string(),
+                        runs.median.to_string(),
+                        runs.stddev.to_string(),
+                    ]),
+                    None => row.extend([String::new(), String::new(), String::new()]),
+                }
                 w.write_record(&row).map_err(io_error)?;
             }
         }

@@ -7,7 +7,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::ReportWriter;
-use crate::analysis::{Analysis, CalibrationInfo, CounterStats, FunctionStats, Violations};
+use crate::analysis::{
+    Analysis, CalibrationInfo, CounterStats, FunctionStats, RunSpread, Violations,
+};
 use crate::trace::Damage;
 
 /// The JSON writer.
@@ -44,6 +46,11 @@ struct TraceView<'a> {
     has_profile: bool,
     system_wide: bool,
     calibration: Option<&'a CalibrationInfo>,
+    /// Runs of the command (`record --repeat`; 1 without).
+    runs: u32,
+    /// With two or more runs: each run's time and their spread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_time: Option<&'a RunSpread>,
 }
 
 #[derive(Serialize)]
@@ -86,6 +93,9 @@ struct CounterView {
     raw_mean: f64,
     raw_p50: f64,
     within_noise: Option<bool>,
+    /// Each run's median and their spread (`record --repeat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<RunSpread>,
 }
 
 #[derive(Serialize)]
@@ -120,6 +130,7 @@ fn counter(c: &CounterStats) -> CounterView {
         raw_mean: c.raw_mean,
         raw_p50: c.raw_p50,
         within_noise: c.within_noise,
+        runs: c.runs.clone(),
     }
 }
 
@@ -161,6 +172,8 @@ impl ReportWriter for Json {
                 has_profile: a.trace.has_profile,
                 system_wide: a.trace.system_wide,
                 calibration: a.calibration.as_ref(),
+                runs: a.trace.runs,
+                run_time: a.trace.run_time.as_ref(),
             },
             functions: functions
                 .iter()

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::human::format_value;
 use super::ReportWriter;
-use crate::analysis::{Analysis, CounterStats, FunctionStats, Reason};
+use crate::analysis::{Analysis, CounterStats, FunctionStats, Reason, RunSpread};
 use crate::events::Unit;
 
 /// The table writer.
@@ -50,6 +50,15 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
         if t.threads == 1 { "" } else { "s" }
     )?;
     writeln!(out, "{}", calibration_line(a))?;
+    if let Some(time) = &t.run_time {
+        writeln!(
+            out,
+            "{} runs: {} per run (median), {} run to run; RUNS: the median of the runs' medians",
+            t.runs,
+            format_value(time.median, Unit::Nanoseconds),
+            spread(time, Unit::Nanoseconds),
+        )?;
+    }
     if !a.violations.is_empty() {
         writeln!(out, "{}", a.violations)?;
     }
@@ -209,6 +218,14 @@ fn write_callers(f: &FunctionStats, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// `±3.1%` of the median, or `±1.20 µs` when the median is 0.
+fn spread(runs: &RunSpread, unit: Unit) -> String {
+    match runs.relative() {
+        Some(r) => format!("±{:.1}%", r * 100.0),
+        None => format!("±{}", format_value(runs.stddev, unit)),
+    }
+}
+
 fn write_function(a: &Analysis, f: &FunctionStats, out: &mut dyn Write) -> io::Result<()> {
     let mut line = format!("{}  ({}", f.name, calls(f.calls));
     let discarded: u64 = f.discarded.values().sum();
@@ -242,6 +259,17 @@ fn write_function(a: &Analysis, f: &FunctionStats, out: &mut dyn Write) -> io::R
             row += mark.symbol();
         }
         writeln!(out, "{row}")?;
+        if let Some(runs) = &c.runs {
+            writeln!(
+                out,
+                "    RUNS {:>w$}  {} ({} run{})",
+                format_value(runs.median, c.unit),
+                spread(runs, c.unit),
+                runs.medians.len(),
+                if runs.medians.len() == 1 { "" } else { "s" },
+                w = LABEL + WIDTH * 5 - "    RUNS ".len()
+            )?;
+        }
     }
     Ok(())
 }

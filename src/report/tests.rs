@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::*;
 use perfunc_calibrate::{ProfileKey, Statistic};
 
-use crate::analysis::{CalibrationInfo, CallPath, CounterStats, Reason, TraceSummary};
+use crate::analysis::{CalibrationInfo, CallPath, CounterStats, Reason, RunSpread, TraceSummary};
 use crate::events::{parse_counter, NoPmus, Unit};
 
 fn stats(name: &str, unit: Unit, v: [f64; 10]) -> CounterStats {
@@ -27,6 +27,7 @@ fn stats(name: &str, unit: Unit, v: [f64; 10]) -> CounterStats {
         raw_mean: v[1],
         raw_p50: v[4],
         within_noise: None,
+        runs: None,
     }
 }
 
@@ -137,6 +138,8 @@ pub(crate) fn nested() -> Analysis {
             records: 82,
             lost: 0,
             threads: 1,
+            runs: 1,
+            run_time: None,
             complete: true,
             bytes_lost: 0,
             damaged: Vec::new(),
@@ -462,4 +465,43 @@ fn the_table_says_loudly_when_calls_broke_an_invariant() {
     ))
     .unwrap();
     assert!(clean.get("violations").is_none(), "{clean}");
+}
+
+#[test]
+fn runs_of_a_repeated_recording_are_shown_per_counter_and_for_the_command() {
+    let mut a = nested();
+    a.trace.runs = 3;
+    a.trace.run_time = RunSpread::of(vec![2.0e6, 2.2e6, 1.8e6]);
+    a.functions[0].counters[1].runs = RunSpread::of(vec![10_000.0, 10_500.0, 9_500.0]);
+    let text = render_analysis(&a, Format::Table, &ReportOptions::default());
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    assert!(
+        text.contains(
+            "3 runs: 2.00 ms per run (median), ±10.0% run to run; \
+             RUNS: the median of the runs' medians"
+        ),
+        "{text}"
+    );
+    let runs: Vec<&str> = text.lines().filter(|l| l.contains("RUNS ")).collect();
+    assert_eq!(runs.len(), 1, "{text}");
+    assert!(runs[0].ends_with("10.0 µs  ±5.0% (3 runs)"), "{runs:?}");
+    // Under the P50 column.
+    let head = text.lines().find(|l| l.starts_with("FUNCTION")).unwrap();
+    let end = |line: &str, text: &str| {
+        line[..line.find(text).unwrap()].chars().count() + text.chars().count()
+    };
+    assert_eq!(end(runs[0], "10.0 µs"), end(head, "P50"));
+    let json = render_analysis(&a, Format::Json, &ReportOptions::default());
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["trace"]["runs"], 3);
+    assert_eq!(v["trace"]["run_time"]["median"], 2.0e6);
+    let task = &v["functions"][0]["counters"]["task-clock"]["runs"];
+    assert_eq!(
+        task["medians"],
+        serde_json::json!([10_000.0, 10_500.0, 9_500.0])
+    );
+    assert_eq!(task["stddev"], 500.0);
+    assert!(v["functions"][0]["counters"]["page-faults"]
+        .get("runs")
+        .is_none());
 }

@@ -12,6 +12,7 @@ const TAG_COMM: u16 = 4;
 const TAG_MMAP: u16 = 5;
 const TAG_CALLCHAIN: u16 = 6;
 const TAG_USER_STACK: u16 = 7;
+const TAG_RUN: u16 = 8;
 
 /// Body bytes of a `Lost` event.
 const LOST_LEN: usize = 20;
@@ -25,6 +26,8 @@ const MMAP_FIXED_LEN: usize = 40;
 const CALLCHAIN_FIXED_LEN: usize = 16;
 /// Body bytes of a `UserStack` event before its stack bytes.
 const USER_STACK_FIXED_LEN: usize = 40;
+/// Body bytes of a `Run` event: time, index, pid.
+const RUN_LEN: usize = 16;
 
 /// The largest user stack copy an event holds (its body length is a `u16`).
 pub const MAX_USER_STACK: usize = u16::MAX as usize - USER_STACK_FIXED_LEN;
@@ -127,6 +130,18 @@ pub enum Event {
         bp: u64,
         /// The stack from `sp` upwards.
         stack: Vec<u8>,
+    },
+    /// Run `index` (from 0) of a `record --repeat` recording starts: its
+    /// command is released at `time`, after every task of the run before
+    /// it has ended, so each record belongs to the last run that started
+    /// at or before it.
+    Run {
+        /// Time in ns on the header's clock.
+        time: u64,
+        /// The run's index, from 0.
+        index: u32,
+        /// Process id of the run's command.
+        pid: u32,
     },
 }
 
@@ -234,6 +249,10 @@ fn encode_body(out: &mut Vec<u8>, e: &Event) -> u16 {
             out.extend_from_slice(stack);
             TAG_USER_STACK
         }
+        Event::Run { time, index, pid } => {
+            encode_head(out, *time, *index, *pid);
+            TAG_RUN
+        }
     }
 }
 
@@ -305,6 +324,7 @@ fn decode_body(tag: u16, body: &[u8]) -> Result<Option<Event>, usize> {
         TAG_MMAP => MMAP_FIXED_LEN,
         TAG_CALLCHAIN => CALLCHAIN_FIXED_LEN,
         TAG_USER_STACK => USER_STACK_FIXED_LEN,
+        TAG_RUN => RUN_LEN,
         _ => return Ok(None),
     };
     if body.len() < need {
@@ -354,6 +374,11 @@ fn decode_body(tag: u16, body: &[u8]) -> Result<Option<Event>, usize> {
                 .chunks_exact(8)
                 .map(|w| le_u64(w, 0))
                 .collect(),
+        },
+        TAG_RUN => Event::Run {
+            time,
+            index: le_u32(body, 8),
+            pid: le_u32(body, 12),
         },
         _ => Event::UserStack {
             time,
@@ -474,8 +499,13 @@ mod tests {
                 tid: 100,
                 name: String::new(),
             },
+            Event::Run {
+                time: 40,
+                index: 4,
+                pid: u32::MAX,
+            },
         ];
-        assert_eq!(decode_events(&encode(&events), 5, 0).unwrap(), events);
+        assert_eq!(decode_events(&encode(&events), 6, 0).unwrap(), events);
     }
 
     #[test]

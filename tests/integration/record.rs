@@ -621,3 +621,106 @@ fn json_counters_keep_the_order_they_were_recorded_in() {
         "{tree}"
     );
 }
+
+#[test]
+fn repeat_runs_the_command_n_times_and_gives_every_call_its_run() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.perfunc");
+    let bin = workloads().to_str().unwrap();
+    let rec = run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-e",
+            "page-faults,task-clock",
+            "-f",
+            "pf_touch16",
+            "-f",
+            "pf_leaf",
+            "--repeat",
+            "4",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            bin,
+            "pages",
+            "30",
+        ],
+        0,
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr);
+    assert!(stderr.contains(" in 4 runs in "), "{stderr}");
+    let script = run_expect(&["script", "-i", out.to_str().unwrap()], 0);
+    let runs: Vec<String> = String::from_utf8_lossy(&script.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(" RUN ").map(|(_, i)| i.to_owned()))
+        .collect();
+    assert_eq!(runs, ["0", "1", "2", "3"]);
+    let r = json_report(&out);
+    assert_eq!(r["trace"]["runs"], 4);
+    assert_eq!(
+        r["trace"]["run_time"]["medians"].as_array().unwrap().len(),
+        4
+    );
+    // 30 calls of pf_touch16 per run, 16 page faults each, in every run.
+    let touch = function(&r, "pf_touch16");
+    assert_eq!(touch["used"], 120);
+    let faults = &touch["counters"]["page-faults"];
+    assert_eq!(faults["sum"], 1920.0);
+    assert_eq!(
+        faults["runs"]["medians"],
+        serde_json::json!([16.0, 16.0, 16.0, 16.0])
+    );
+    assert_eq!(faults["runs"]["stddev"], 0.0);
+    // pf_leaf: the first call of each run takes the probes' one-time fault.
+    let leaf = function(&r, "pf_leaf");
+    assert_eq!(leaf["used"], 4);
+    assert_eq!(
+        leaf["counters"]["page-faults"]["runs"]["medians"],
+        serde_json::json!([1.0, 1.0, 1.0, 1.0])
+    );
+    let task = &touch["counters"]["task-clock"]["runs"];
+    assert_eq!(task["medians"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn repeat_stops_at_a_run_that_fails() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.perfunc");
+    let bin = workloads().to_str().unwrap();
+    let rec = run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_crash",
+            "--repeat",
+            "3",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            bin,
+            "crash",
+        ],
+        128 + libc::SIGSEGV,
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr);
+    assert!(
+        stderr.contains("perfunc: run 1 of 3 was killed by signal 11: not repeated"),
+        "{stderr}"
+    );
+    let script = run_expect(&["script", "-i", out.to_str().unwrap()], 0);
+    let text = String::from_utf8_lossy(&script.stdout);
+    assert_eq!(text.matches(" RUN ").count(), 1, "{text}");
+}
