@@ -355,8 +355,9 @@ impl Orderer {
                     (time, EventKind::Lost { cpu })
                 }
                 Event::Exit { time, pid, tid, .. } => {
-                    if let Some(run) = self.run_times.iter_mut().find(|r| r.0 == pid) {
-                        if pid == tid && run.2.is_none() {
+                    if pid == tid {
+                        let mut runs = self.run_times.iter_mut().rev();
+                        if let Some(run) = runs.find(|r| r.0 == pid && r.2.is_none()) {
                             run.2 = Some(time);
                         }
                     }

@@ -137,9 +137,10 @@ pub struct RecordArgs {
 
     /// Run the command N times, one after the other, under the same
     /// probes (like `perf stat -r`), into one trace whose every call
-    /// carries its run: reports then give each function's run-to-run
-    /// spread, and `perfunc diff` tests runs instead of calls. Stops
-    /// repeating when a run fails or on Ctrl-C.
+    /// carries its run: reports then give each function's median per run
+    /// and their spread, and the command's time per run. --duration
+    /// bounds all runs together. Stops repeating when a run fails or on
+    /// Ctrl-C.
     #[arg(
         short = 'r',
         long,

@@ -420,24 +420,43 @@ pub fn record<W: Write>(
     let result = match &opts.target {
         RecordTarget::Command(argv) => {
             let started = Instant::now();
+            let spawn = || {
+                HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
+                    command: display_command(argv),
+                    cause,
+                })
+            };
+            // Every run's command is forked now, before any group is open:
+            // a child forked later would hold the groups of the runs
+            // before it until its exec, which would then pay for closing
+            // them.
+            let mut held: std::collections::VecDeque<HeldChild> = (0..opts.repeat.max(1))
+                .map(|_| spawn())
+                .collect::<Result<_, _>>()?;
             let mut progress = Progress::new(opts.progress);
             let mut events = Events::new(!per_thread, &stop);
             let mut lost = 0;
             let mut runs = 0;
             let mut end = RunEnd::default();
-            for index in 0..opts.repeat.max(1) {
-                let mut child = HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
-                    command: display_command(argv),
-                    cause,
-                })?;
+            while let Some(mut child) = held.pop_front() {
+                let index = runs;
                 let tracer = per_thread
                     .then(|| Tracer::seize_child(child.pid()))
                     .transpose()
                     .map_err(ptrace_err)?;
-                events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec)?;
+                match events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec) {
+                    // Ctrl-C between two runs ends the recording with the
+                    // runs done.
+                    Err(ProbeError::Interrupted(signal)) if index > 0 => {
+                        end.stopped_by = Some(signal);
+                        break;
+                    }
+                    other => other?,
+                }
                 if opts.repeat > 1 {
-                    // After every task of the run before has ended: each
-                    // record belongs to the last run started before it.
+                    // After the run before has ended (its command exited,
+                    // what it left behind detached, its groups closed):
+                    // each record belongs to the last run started before it.
                     writer.push_event(&Event::Run {
                         time: sys::monotonic_ns(),
                         index,
@@ -460,15 +479,20 @@ pub fn record<W: Write>(
                     pidfd,
                     &mut follow,
                     &mut progress,
+                    started,
                 )?;
-                let last = index + 1 == opts.repeat.max(1);
-                if last || !end.goes_on() {
+                if let Some(signal) = stop.signal() {
+                    end.stopped_by.get_or_insert(signal);
+                }
+                if held.is_empty() || !end.goes_on() {
                     break;
                 }
                 // Each run's groups and rings are its own: the next run's
                 // command is a new process.
                 lost += events.end_run(writer, sys::monotonic_ns())?;
             }
+            // The commands of runs not started exit unrun.
+            drop(held);
             let failed = match end.exit {
                 Some(WaitStatus::Exited(code @ 1..)) => Some(format!("exited with status {code}")),
                 Some(WaitStatus::Signaled { signal, .. }) => {
@@ -476,7 +500,9 @@ pub fn record<W: Write>(
                 }
                 _ => None,
             };
-            if let Some(how) = failed.filter(|_| runs < opts.repeat) {
+            let by_user = end.stopped_by.is_some() || end.timed_out;
+            if let Some(how) = failed.filter(|_| runs < opts.repeat && !by_user) {
+                progress.clear();
                 eprintln!("perfunc: run {runs} of {} {how}: not repeated", opts.repeat);
             }
             finish(events, writer, started, progress, lost, end, runs)
@@ -514,6 +540,7 @@ pub fn record<W: Write>(
                 Some(pidfd),
                 &mut follow,
                 &mut progress,
+                started,
             )?;
             finish(events, writer, started, progress, 0, end, 1)
         }
@@ -557,6 +584,7 @@ pub fn record<W: Write>(
                 pidfd,
                 &mut follow,
                 &mut progress,
+                started,
             )?;
             finish(events, writer, started, progress, 0, end, 1)
         }
@@ -971,6 +999,11 @@ impl Events {
         // probe (about 0.1 s each here): done beside the next run.
         let rings = std::mem::take(&mut self.rings);
         let counters = std::mem::take(&mut self.counters);
+        // One run's groups being closed at a time: descriptors do not pile
+        // up over many short runs.
+        for closing in self.closing.drain(..) {
+            let _ = closing.join();
+        }
         self.closing
             .push(std::thread::spawn(move || drop((rings, counters))));
         let tally = &mut self.tally;
@@ -1204,8 +1237,11 @@ fn run<W: Write>(
     pidfd: Option<OwnedFd>,
     follow: &mut Following<'_>,
     progress: &mut Progress,
+    started: Instant,
 ) -> Result<RunEnd, ProbeError> {
-    let result = record_loop(opts, events, writer, stop, watched, pidfd, follow, progress);
+    let result = record_loop(
+        opts, events, writer, stop, watched, pidfd, follow, progress, started,
+    );
     if result.is_err() {
         if let Watched::Child(pid) = watched {
             stop_child(pid, follow);
@@ -1322,8 +1358,8 @@ fn record_loop<W: Write>(
     pidfd: Option<OwnedFd>,
     follow: &mut Following<'_>,
     progress: &mut Progress,
+    started: Instant,
 ) -> Result<RunEnd, ProbeError> {
-    let started = Instant::now();
     let mut end = RunEnd::default();
     loop {
         let fds = follow.poll_fds(events, pidfd.as_ref());

@@ -470,10 +470,13 @@ impl HeldChild {
 
 impl Drop for HeldChild {
     fn drop(&mut self) {
-        // A child never released (an error while setting up the probes)
-        // reads EOF on its pipe and exits with 127 without running anything.
+        // A child never released (an error while setting up the probes, a
+        // run of --repeat not started) is killed before it runs anything:
+        // EOF on its pipe would not come while a child forked after it
+        // holds a copy of the pipe's write end.
         if let Some(go) = self.go.take() {
             drop(go);
+            let _ = kill(self.pid, libc::SIGKILL);
             let _ = try_wait(self.pid, true);
         }
     }

@@ -132,9 +132,10 @@ pub enum Event {
         stack: Vec<u8>,
     },
     /// Run `index` (from 0) of a `record --repeat` recording starts: its
-    /// command is released at `time`, after every task of the run before
-    /// it has ended, so each record belongs to the last run that started
-    /// at or before it.
+    /// command is released at `time`, after the run before it has ended
+    /// (its command exited, what it left behind detached, its groups
+    /// drained and closed), so each record belongs to the last run that
+    /// started at or before it.
     Run {
         /// Time in ns on the header's clock.
         time: u64,

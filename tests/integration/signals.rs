@@ -285,3 +285,95 @@ fn ctrl_c_during_a_long_set_up_stops_at_once_and_leaves_no_probe() {
     assert_eq!(probes_left_by(pid), Vec::<String>::new());
     assert!(!out.exists());
 }
+
+/// A `record --repeat` of many short runs, stopped by `signal` while it
+/// runs: the runs done are kept, in a complete trace, the probes removed
+/// and the commands of the runs not started never run.
+#[test]
+fn ctrl_c_between_repeated_runs_keeps_the_runs_done() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let mut child = perfunc()
+        .args([
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "--repeat",
+            "500",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", workloads().to_str().unwrap(), "loop", "10"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recording_size(&out) < 8192 {
+        assert!(Instant::now() < deadline, "no runs after 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    perfunc::probe::sys::kill(pid as i32, libc::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT));
+    assert_eq!(probes_left_by(pid), Vec::<String>::new());
+    let t = trace(&out);
+    let TraceEnd::Complete(footer) = &t.end else {
+        panic!("the trace was not finished")
+    };
+    assert!(footer.interrupted);
+    let r = json_report(&out);
+    let runs = r["trace"]["runs"].as_u64().unwrap();
+    assert!((2..500).contains(&runs), "{runs} runs");
+    // Ten calls in every run that ended, none in a run never started.
+    let used = function(&r, "pf_leaf")["used"].as_u64().unwrap();
+    assert!(
+        used >= (runs - 1) * 10 && used <= runs * 10,
+        "{used} in {runs}"
+    );
+}
+
+#[test]
+fn duration_bounds_every_repeated_run_together() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.perfunc");
+    let started = Instant::now();
+    let result = perfunc()
+        .args([
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "--repeat",
+            "3",
+            "--duration",
+            "1s",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", workloads().to_str().unwrap(), "slow", "60"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
+    // Stopped by the duration, not failed: no "not repeated".
+    assert!(!stderr.contains("not repeated"), "{stderr}");
+    let r = json_report(&out);
+    assert_eq!(r["trace"]["runs"], 1);
+}
