@@ -38,10 +38,29 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<i32> {
     let Some(pct) = args.fail_on_regression else {
         return Ok(0);
     };
+    let text = |change: Option<f64>| {
+        change.map_or_else(|| "from 0".to_owned(), |c| format!("{:+.1}%", c * 100.0))
+    };
     let regressions = result.regressions(pct / 100.0);
     for (function, counter, change) in &regressions {
-        let change = change.map_or_else(|| "from 0".to_owned(), |c| format!("{:+.1}%", c * 100.0));
-        eprintln!("perfunc: regression: {function} {counter} {change}");
+        eprintln!(
+            "perfunc: regression: {function} {counter} {}",
+            text(*change)
+        );
+    }
+    for f in &result.functions {
+        for c in &f.counters {
+            if c.verdict == diff::Verdict::Regressed && c.test.is_some_and(|t| !t.gates()) {
+                eprintln!(
+                    "perfunc: not gated: {} {} {} (too few runs; beyond ×{} per call): \
+                     record both with --repeat to gate on it",
+                    f.name,
+                    c.name,
+                    text(c.change),
+                    diff::ONE_RUN_FACTOR
+                );
+            }
+        }
     }
     Ok(if regressions.is_empty() {
         0

@@ -121,6 +121,10 @@ impl Run {
             .map_or(&[], Vec::as_slice)
     }
 
+    pub(super) fn spec(&self, counter: usize) -> &crate::events::CounterSpec {
+        &self.analysis.trace.counters[counter]
+    }
+
     pub(super) fn counter_names(&self) -> impl Iterator<Item = &str> {
         self.analysis.trace.counters.iter().map(|c| c.name.as_str())
     }
@@ -131,6 +135,18 @@ impl Run {
 
     pub(super) fn counter_index(&self, name: &str) -> Option<usize> {
         self.counter_names().position(|n| n == name)
+    }
+
+    /// The statistics of `probe` and `counter`, to change (tests).
+    #[cfg(test)]
+    pub(super) fn stats_mut(&mut self, probe: u32, counter: usize) -> &mut CounterStats {
+        let f = self
+            .analysis
+            .functions
+            .iter_mut()
+            .find(|f| f.probe == probe)
+            .expect("probe of a listed function");
+        &mut f.counters[counter]
     }
 
     /// Renames counter `index` (tests of counter matching).
@@ -151,6 +167,7 @@ impl Run {
             functions: self.functions().count(),
             lost: a.trace.lost,
             calibration: a.calibration.clone(),
+            runs: a.trace.runs,
         }
     }
 }

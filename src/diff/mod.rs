@@ -10,28 +10,49 @@
 //! of that many beyond it (reservoir sampling, seeded, so the result is
 //! reproducible). Functions are matched by name and counters by name.
 //!
-//! Per function and counter:
+//! Calls of one run are not independent samples of what changes between
+//! runs: the CPU a run lands on, the clock frequency and what else runs
+//! beside it move all of its calls together. So the unit of the test is
+//! the run wherever the traces allow it. Per function and counter, the
+//! first rule that applies decides ([`Test`]):
 //!
-//! - **Medians** are the lower middle values of the kept values (the
-//!   nearest-rank p50 of the report); **means** are exact over all calls.
-//! - **Change** is the relative change of the median, `new / base − 1`,
-//!   with a 95 % bootstrap confidence interval ([`stats::median_change`]).
-//!   When the base median is 0 the ratio is undefined: the change is 0 if
-//!   the new median is 0 too, and absent otherwise.
-//! - **p-value**: the two-sided Mann–Whitney U test of the two runs'
-//!   values ([`stats::mann_whitney`]): do calls of one run tend to cost
-//!   more than calls of the other? It assumes nothing about the
-//!   distributions, which for probe deltas are skewed and heavy-tailed.
-//! - **q-value**: the p-values of all function × counter tests of the diff
-//!   adjusted by Benjamini–Hochberg ([`stats::benjamini_hochberg`]), so
-//!   that among the differences called significant the expected share of
-//!   false ones is at most `alpha`, however many functions are compared.
-//! - **Verdict**: [`Verdict::Inconclusive`] when either run has fewer
-//!   calls than [`stats::min_calls`]`(alpha)`, the fewest with which two
-//!   runs of equal size can reach `alpha` at all; [`Verdict::Regressed`] / [`Verdict::Improved`]
-//!   when `q < alpha` and the change is at least the threshold up / down
-//!   (with an undefined change: when `q < alpha`, by the direction of the
-//!   medians); [`Verdict::Unchanged`] otherwise.
+//! 1. **Within probe noise**: both calibrated medians of a counter that is
+//!    not exact per call (see 3) cannot be told apart from 0 ([`crate::analysis::CounterStats::within_noise`]): no test,
+//!    [`Verdict::Inconclusive`], and only the absolute difference of the
+//!    medians (a percentage of a near-zero median means nothing).
+//! 2. **Runs** ([`Test::Runs`]): both traces hold at least
+//!    [`stats::min_calls`]`(alpha)` runs of the function (4 at 0.05;
+//!    `record --repeat`): the Mann–Whitney U test of the per-run medians
+//!    ([`stats::mann_whitney`]), and as the change their Hodges–Lehmann
+//!    shift with the interval that inverts the same test
+//!    ([`stats::hodges_lehmann`]), relative to the median of the base
+//!    runs' medians. A change stands out only when it stands above the
+//!    run-to-run spread, and a run slowed by what else ran on the machine
+//!    moves neither the test nor the change much.
+//! 3. **Calls** ([`Test::Calls`]): one run on a side, a counter that is
+//!    exact per call ([`exact_per_call`]: page faults, and user-space
+//!    instructions or branches): the two-sided Mann–Whitney U test of the
+//!    calls ([`stats::mann_whitney`]) and the change of the median with a
+//!    bootstrap interval ([`stats::median_change`]).
+//! 4. **Time-like counter, too few runs on a side**: the run-to-run noise is
+//!    unknown, so [`Verdict::Inconclusive`] with that reason, unless the
+//!    median changed by more than a factor of [`ONE_RUN_FACTOR`], more than
+//!    runs of the same build here ever differ (docs/diff.md); then the
+//!    calls are tested as in 3 ([`Test::CallsBeyondFloor`]), and the
+//!    verdict is shown but not gated on ([`Diff::regressions`]).
+//!
+//! The p-values of every test of the diff are adjusted by
+//! Benjamini–Hochberg ([`stats::benjamini_hochberg`]) into q-values, so
+//! that among the differences called significant the expected share of
+//! false ones is at most `alpha`. A function with fewer calls in a run
+//! than [`stats::min_calls`]`(alpha)` is not tested by calls.
+//!
+//! **Verdict**: [`Verdict::Regressed`] / [`Verdict::Improved`] when
+//! `q < alpha`, the change is at least the threshold up / down (with an
+//! undefined relative change: by the sign of the difference) and the
+//! interval, at confidence `1 − alpha`, excludes 0 on the same side;
+//! [`Verdict::Unchanged`] otherwise. So a significant change never has an
+//! interval that straddles 0.
 
 mod collect;
 mod output;
@@ -45,12 +66,15 @@ use serde::Serialize;
 pub use collect::Run;
 pub use output::write_diff;
 
-use crate::analysis::{AnalysisError, AnalysisOptions, CalibrationInfo, EXACT_LIMIT};
-use crate::events::Unit;
+use crate::analysis::{AnalysisError, AnalysisOptions, CalibrationInfo, CounterStats, EXACT_LIMIT};
+use crate::events::{CounterSpec, Unit, PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE};
 use crate::trace::TraceReader;
 
-/// The confidence level of the change's interval.
-pub const CONFIDENCE: f64 = 0.95;
+/// With one run on a side, a time-like counter gets a verdict only when its
+/// median changed by more than this factor either way (×3 or ÷3): beyond
+/// what runs of the same build differ by on the machines perfunc is
+/// developed on (up to ×1.5 for the median task-clock, docs/diff.md).
+pub const ONE_RUN_FACTOR: f64 = 3.0;
 
 /// How to compare.
 #[derive(Debug, Clone)]
@@ -92,8 +116,49 @@ pub enum Verdict {
     Improved,
     /// No significant change of at least the threshold.
     Unchanged,
-    /// Too few calls in a run to test.
+    /// Not tested, or not testable: [`CounterDiff::reason`] says why.
     Inconclusive,
+}
+
+/// The test behind a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Test {
+    /// Mann–Whitney U on the per-run medians, the change their
+    /// Hodges–Lehmann shift: both sides hold enough runs
+    /// ([`Diff::min_calls`]).
+    Runs,
+    /// Mann–Whitney U on the calls, for a counter exact per call.
+    Calls,
+    /// Mann–Whitney U on the calls of a time-like counter with one run on
+    /// a side, whose median changed by more than [`ONE_RUN_FACTOR`].
+    CallsBeyondFloor,
+}
+
+impl Test {
+    /// The name used in JSON, CSV and the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Test::Runs => "runs",
+            Test::Calls => "calls",
+            Test::CallsBeyondFloor => "calls-beyond-floor",
+        }
+    }
+
+    /// Whether `--fail-on-regression` gates on this test's verdicts: the
+    /// run-level test, and the call-level one of exact counters.
+    pub fn gates(self) -> bool {
+        matches!(self, Test::Runs | Test::Calls)
+    }
+}
+
+/// How many runs of a function each side holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    /// Runs of the base trace that called the function.
+    pub base: usize,
+    /// Runs of the new trace that called the function.
+    pub new: usize,
 }
 
 impl Verdict {
@@ -125,6 +190,9 @@ pub struct CounterDiff {
     pub name: String,
     /// Its unit.
     pub unit: Unit,
+    /// Runs that called the function on each side (1 for a trace
+    /// recorded without `--repeat`).
+    pub runs: RunCounts,
     /// Median per call in the base run.
     pub base_median: f64,
     /// Median per call in the new run.
@@ -133,19 +201,38 @@ pub struct CounterDiff {
     pub base_mean: f64,
     /// Mean per call in the new run.
     pub new_mean: f64,
-    /// Relative change of the median (0.25 for +25 %); `None` when the
-    /// base median is 0 and the new one is not.
+    /// With [`Test::Runs`]: the median of the base runs' medians per call.
+    pub base_run_median: Option<f64>,
+    /// With [`Test::Runs`]: the standard deviation of the base runs'
+    /// medians.
+    pub base_run_stddev: Option<f64>,
+    /// With [`Test::Runs`]: the median of the new runs' medians per call.
+    pub new_run_median: Option<f64>,
+    /// With [`Test::Runs`]: the standard deviation of the new runs'
+    /// medians.
+    pub new_run_stddev: Option<f64>,
+    /// The absolute change, new − base: for [`Test::Runs`] the
+    /// Hodges–Lehmann shift of the run medians (the median of their
+    /// differences), otherwise the difference of the medians per call.
+    pub difference: f64,
+    /// The same change relative to the base (0.25 for +25 %); `None` when
+    /// the base is 0 and the new value is not, or the base is within the
+    /// probes' noise.
     pub change: Option<f64>,
-    /// Lower bound of the change's 95 % confidence interval.
+    /// Lower bound of the change's interval (confidence `1 − alpha`).
     pub ci_low: Option<f64>,
-    /// Upper bound of the change's 95 % confidence interval.
+    /// Upper bound of the change's interval.
     pub ci_high: Option<f64>,
-    /// Mann–Whitney p-value (`None` when inconclusive).
+    /// The test used (`None` when not tested).
+    pub test: Option<Test>,
+    /// The test's p-value (`None` when not tested).
     pub p_value: Option<f64>,
-    /// Benjamini–Hochberg q-value (`None` when inconclusive).
+    /// Benjamini–Hochberg q-value (`None` when not tested).
     pub q_value: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
+    /// Why the verdict is inconclusive (`None` otherwise).
+    pub reason: Option<String>,
 }
 
 /// One function in both runs (or in one).
@@ -179,6 +266,8 @@ pub struct RunSummary {
     pub lost: u64,
     /// How the values were calibrated (`None`: raw values).
     pub calibration: Option<CalibrationInfo>,
+    /// Runs of the command in the trace (`record --repeat`).
+    pub runs: u32,
 }
 
 /// The comparison of two runs.
@@ -192,7 +281,11 @@ pub struct Diff {
     pub alpha: f64,
     /// The change threshold (a fraction).
     pub threshold: f64,
-    /// Calls per run below which a test is inconclusive.
+    /// The confidence level of the intervals, `1 − alpha`.
+    pub confidence: f64,
+    /// Calls per run below which the calls are not tested, and runs per
+    /// side below which the runs are not: the fewest with which two samples
+    /// of equal size can reach `alpha` at all ([`stats::min_calls`]).
     pub min_calls: u64,
     /// Counters of one run only, not compared.
     pub unmatched_counters: Vec<String>,
@@ -203,7 +296,8 @@ pub struct Diff {
 
 impl Diff {
     /// Significant regressions whose change is at least `fraction`
-    /// (`--fail-on-regression`), as (function, counter, change).
+    /// (`--fail-on-regression`), as (function, counter, change): only
+    /// verdicts of a test that gates ([`Test::gates`]).
     pub fn regressions(&self, fraction: f64) -> Vec<(&str, &str, Option<f64>)> {
         self.functions
             .iter()
@@ -211,7 +305,9 @@ impl Diff {
                 f.counters
                     .iter()
                     .filter(move |c| {
-                        c.verdict == Verdict::Regressed && c.change.is_none_or(|x| x >= fraction)
+                        c.verdict == Verdict::Regressed
+                            && c.test.is_some_and(Test::gates)
+                            && c.change.is_none_or(|x| x >= fraction)
                     })
                     .map(move |c| (f.name.as_str(), c.name.as_str(), c.change))
             })
@@ -279,6 +375,7 @@ pub fn load<R: Read>(
 pub fn compare(base: &Run, new: &Run, opts: &DiffOptions) -> Result<Diff, DiffError> {
     let pairs = shared_counters(base, new, opts)?;
     let min_calls = stats::min_calls(opts.alpha) as u64;
+    let confidence = 1.0 - opts.alpha;
     let mut functions = Vec::new();
     let names: BTreeMap<&str, (Option<u32>, Option<u32>)> = names(base, new);
     for (&name, &(b, n)) in &names {
@@ -286,7 +383,7 @@ pub fn compare(base: &Run, new: &Run, opts: &DiffOptions) -> Result<Diff, DiffEr
         let (base_calls, new_calls) = (base.used(b), new.used(n));
         let counters = pairs
             .iter()
-            .map(|&(bi, ni)| compare_counter(base, new, (b, bi), (n, ni), min_calls))
+            .map(|&(bi, ni)| compare_counter(base, new, (b, bi), (n, ni), min_calls, opts.alpha))
             .collect();
         functions.push(FunctionDiff {
             name: name.to_owned(),
@@ -325,6 +422,7 @@ pub fn compare(base: &Run, new: &Run, opts: &DiffOptions) -> Result<Diff, DiffEr
         new: new.summary(),
         alpha: opts.alpha,
         threshold: opts.threshold,
+        confidence,
         min_calls,
         unmatched_counters,
         functions,
@@ -378,6 +476,49 @@ fn names<'a>(base: &'a Run, new: &'a Run) -> BTreeMap<&'a str, (Option<u32>, Opt
     names
 }
 
+/// Whether a counter is exact per call in perfunc's setting, so that the
+/// calls of one run can be tested against those of another: the same work
+/// gives the same count whatever the machine does beside it. Page faults
+/// (all, minor; not major faults, which depend on the page cache),
+/// alignment and emulation faults, and instructions and branches counted in
+/// user space only (`:u`: without the kernel's interrupt handling). Time,
+/// cycles, cache misses, context switches and the rest vary from run to
+/// run.
+pub fn exact_per_call(spec: &CounterSpec) -> bool {
+    match spec.type_ {
+        PERF_TYPE_SOFTWARE => matches!(spec.config, 2 | 5 | 7 | 8),
+        PERF_TYPE_HARDWARE => matches!(spec.config, 1 | 4) && spec.exclude_kernel,
+        _ => false,
+    }
+}
+
+/// Why a time-like counter without enough runs on a side is not tested.
+fn runs_reason(runs: RunCounts, min_runs: u64) -> String {
+    let which = match (runs.base, runs.new) {
+        (1, 1) => "one run per side",
+        (1, _) => "one run in base",
+        (_, 1) => "one run in new",
+        (b, n) => {
+            return format!(
+                "{b} and {n} runs: the run test needs ≥ {min_runs} per side; \
+                 record with --repeat {} or more",
+                min_runs + 1
+            )
+        }
+    };
+    format!("{which}: run-to-run noise unknown; record with --repeat")
+}
+
+/// `difference` relative to `base`: `None` when the base is 0 and the
+/// difference is not (0 when both are).
+fn relative(difference: f64, base: f64) -> Option<f64> {
+    if base != 0.0 {
+        Some(difference / base.abs())
+    } else {
+        (difference == 0.0).then_some(0.0)
+    }
+}
+
 /// One counter of one function, before the multiple-testing correction
 /// (`q_value` holds the raw p-value until [`adjust`]).
 fn compare_counter(
@@ -386,38 +527,103 @@ fn compare_counter(
     (bp, bi): (u32, usize),
     (np, ni): (u32, usize),
     min_calls: u64,
+    alpha: f64,
 ) -> CounterDiff {
+    let confidence = 1.0 - alpha;
     let (b, n) = (base.values(bp, bi), new.values(np, ni));
     let (bs, ns) = (base.stats(bp, bi), new.stats(np, ni));
     let base_median = stats::median(&mut b.to_vec());
     let new_median = stats::median(&mut n.to_vec());
-    let seed = seed_of(&bs.name, base.function_name(bp));
-    let interval = stats::median_change(b, n, CONFIDENCE, seed);
-    let change = match interval {
-        Some(c) => Some(c.change),
-        None if base_median == 0.0 && new_median == 0.0 => Some(0.0),
-        None => None,
+    let run_count = |s: &CounterStats| s.runs.as_ref().map_or(1, |r| r.medians.len());
+    let runs = RunCounts {
+        base: run_count(bs),
+        new: run_count(ns),
     };
-    let enough = base.used(bp).min(new.used(np)) >= min_calls && !b.is_empty() && !n.is_empty();
-    let p_value = enough.then(|| stats::mann_whitney(b, n).p_value);
-    CounterDiff {
+    let exact = exact_per_call(base.spec(bi));
+    let noisy = |s: &CounterStats| !exact && s.within_noise == Some(true);
+    let mut d = CounterDiff {
         name: bs.name.clone(),
         unit: bs.unit,
+        runs,
         base_median,
         new_median,
         base_mean: bs.mean,
         new_mean: ns.mean,
-        change,
-        ci_low: interval.map(|c| c.low).filter(|x| x.is_finite()),
-        ci_high: interval.map(|c| c.high).filter(|x| x.is_finite()),
-        p_value,
-        q_value: p_value,
-        verdict: if enough {
-            Verdict::Unchanged
-        } else {
-            Verdict::Inconclusive
-        },
+        base_run_median: None,
+        base_run_stddev: None,
+        new_run_median: None,
+        new_run_stddev: None,
+        difference: new_median - base_median,
+        change: None,
+        ci_low: None,
+        ci_high: None,
+        test: None,
+        p_value: None,
+        q_value: None,
+        verdict: Verdict::Inconclusive,
+        reason: None,
+    };
+    if noisy(bs) && noisy(ns) {
+        d.reason = Some("within probe noise".to_owned());
+        return d;
     }
+    if let (Some(br), Some(nr)) = (&bs.runs, &ns.runs) {
+        if br.medians.len().min(nr.medians.len()) as u64 >= min_calls {
+            let keys = |m: &[f64]| m.iter().map(|&x| stats::order_key(x)).collect::<Vec<_>>();
+            let test = stats::mann_whitney(&keys(&br.medians), &keys(&nr.medians));
+            let shift =
+                stats::hodges_lehmann(&br.medians, &nr.medians, alpha).expect("runs on both sides");
+            d.base_run_median = Some(br.median);
+            d.new_run_median = Some(nr.median);
+            d.base_run_stddev = Some(br.stddev);
+            d.new_run_stddev = Some(nr.stddev);
+            d.difference = shift.shift;
+            if !noisy(bs) {
+                d.change = relative(shift.shift, br.median);
+                if br.median != 0.0 {
+                    let scale = br.median.abs();
+                    d.ci_low = Some(shift.low / scale).filter(|x| x.is_finite());
+                    d.ci_high = Some(shift.high / scale).filter(|x| x.is_finite());
+                }
+            }
+            d.test = Some(Test::Runs);
+            d.p_value = Some(test.p_value);
+            d.q_value = d.p_value;
+            d.verdict = Verdict::Unchanged;
+            return d;
+        }
+    }
+    if !noisy(bs) {
+        let seed = seed_of(&bs.name, base.function_name(bp));
+        let interval = stats::median_change(b, n, confidence, seed);
+        d.change = match interval {
+            Some(c) => Some(c.change),
+            None => relative(d.difference, base_median),
+        };
+        d.ci_low = interval.map(|c| c.low).filter(|x| x.is_finite());
+        d.ci_high = interval.map(|c| c.high).filter(|x| x.is_finite());
+    }
+    let enough = base.used(bp).min(new.used(np)) >= min_calls && !b.is_empty() && !n.is_empty();
+    if !enough {
+        d.reason = Some(format!("needs ≥ {min_calls} calls per run"));
+        return d;
+    }
+    let test = if exact {
+        Test::Calls
+    } else if d
+        .change
+        .is_some_and(|c| c >= ONE_RUN_FACTOR - 1.0 || c <= 1.0 / ONE_RUN_FACTOR - 1.0)
+    {
+        Test::CallsBeyondFloor
+    } else {
+        d.reason = Some(runs_reason(runs, min_calls));
+        return d;
+    };
+    d.test = Some(test);
+    d.p_value = Some(stats::mann_whitney(b, n).p_value);
+    d.q_value = d.p_value;
+    d.verdict = Verdict::Unchanged;
+    d
 }
 
 /// Replaces the raw p-values in `q_value` by Benjamini–Hochberg q-values
@@ -449,8 +655,18 @@ fn verdict(c: &CounterDiff, q_value: f64, opts: &DiffOptions) -> Verdict {
         Some(change) if change >= opts.threshold => true,
         Some(change) if change <= -opts.threshold => false,
         Some(_) => return Verdict::Unchanged,
-        None => c.new_median > c.base_median,
+        None if c.difference == 0.0 => return Verdict::Unchanged,
+        None => c.difference > 0.0,
     };
+    // The interval must agree: all of it on the side of the change.
+    let agrees = if up {
+        c.ci_low.is_none_or(|low| low > 0.0)
+    } else {
+        c.ci_high.is_none_or(|high| high < 0.0)
+    };
+    if !agrees {
+        return Verdict::Unchanged;
+    }
     if up {
         Verdict::Regressed
     } else {

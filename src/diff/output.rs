@@ -5,8 +5,9 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{CounterDiff, Diff, RunSummary, Side};
-use crate::report::{format_value, Format};
+use super::{CounterDiff, Diff, RunSummary, Side, Test, Verdict};
+use crate::events::Unit;
+use crate::report::{format_value, format_value_signed, Format};
 
 /// Writes `diff` in `format`.
 ///
@@ -27,6 +28,7 @@ struct JsonDiff<'a> {
     new: &'a RunSummary,
     alpha: f64,
     threshold: f64,
+    confidence: f64,
     min_calls: u64,
     unmatched_counters: &'a [String],
     functions: Vec<JsonFunction<'a>>,
@@ -47,6 +49,7 @@ fn json(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
         new: &diff.new,
         alpha: diff.alpha,
         threshold: diff.threshold,
+        confidence: diff.confidence,
         min_calls: diff.min_calls,
         unmatched_counters: &diff.unmatched_counters,
         functions: diff
@@ -65,7 +68,7 @@ fn json(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)
 }
 
-const CSV_HEADER: [&str; 14] = [
+const CSV_HEADER: [&str; 23] = [
     "function",
     "counter",
     "base_calls",
@@ -80,6 +83,15 @@ const CSV_HEADER: [&str; 14] = [
     "p_value",
     "q_value",
     "verdict",
+    "base_runs",
+    "new_runs",
+    "base_run_median",
+    "base_run_stddev",
+    "new_run_median",
+    "new_run_stddev",
+    "difference",
+    "test",
+    "reason",
 ];
 
 fn csv(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
@@ -94,6 +106,7 @@ fn csv(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
             row.extend(calls.clone());
             row.extend(std::iter::repeat_n(String::new(), 9));
             row.push(only);
+            row.extend(std::iter::repeat_n(String::new(), 9));
             w.write_record(&row)?;
             continue;
         }
@@ -113,6 +126,15 @@ fn csv(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
                 num(c.p_value),
                 num(c.q_value),
                 c.verdict.as_str().to_owned(),
+                c.runs.base.to_string(),
+                c.runs.new.to_string(),
+                num(c.base_run_median),
+                num(c.base_run_stddev),
+                num(c.new_run_median),
+                num(c.new_run_stddev),
+                number(c.difference),
+                c.test.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                c.reason.clone().unwrap_or_default(),
             ])?;
         }
     }
@@ -136,16 +158,7 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
-const TABLE_HEADER: [&str; 8] = [
-    "function",
-    "counter",
-    "calls",
-    "median base → new",
-    "change",
-    "95% CI",
-    "q",
-    "verdict",
-];
+const COLUMNS: usize = 10;
 
 fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
     for (label, run) in [("base", &diff.base), ("new ", &diff.new)] {
@@ -154,7 +167,16 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
         } else {
             "raw"
         };
-        writeln!(out, "{label}: {} ({}), {values}", run.trace, run.command)?;
+        let runs = if run.runs > 1 {
+            format!(", {} runs", run.runs)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "{label}: {} ({}), {values}{runs}",
+            run.trace, run.command
+        )?;
     }
     let tests = diff
         .functions
@@ -162,12 +184,39 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
         .flat_map(|f| &f.counters)
         .filter(|c| c.q_value.is_some())
         .count();
+    let level = percent(diff.confidence);
     writeln!(
         out,
-        "significant: q < {} (Benjamini–Hochberg over {tests} tests) and |change| ≥ {}",
+        "significant: q < {} (Benjamini–Hochberg over {tests} tests), |change| ≥ {} \
+         and the {level} interval on the side of the change",
         diff.alpha,
         percent(diff.threshold)
     )?;
+    let used: Vec<Test> = [Test::Runs, Test::Calls, Test::CallsBeyondFloor]
+        .into_iter()
+        .filter(|t| {
+            diff.functions
+                .iter()
+                .flat_map(|f| &f.counters)
+                .any(|c| c.test == Some(*t))
+        })
+        .collect();
+    for t in used {
+        let text = match t {
+            Test::Runs => {
+                "Mann–Whitney U on the per-run medians, change: their Hodges–Lehmann shift; \
+                 base/new: median of the run medians ± their spread"
+            }
+            Test::Calls => {
+                "Mann–Whitney U on the calls (a counter exact per call); base/new: median"
+            }
+            Test::CallsBeyondFloor => {
+                "Mann–Whitney U on the calls of one run, the median changed beyond ×3 \
+                 (not gated by --fail-on-regression)"
+            }
+        };
+        writeln!(out, "test {}: {text}", t.as_str())?;
+    }
     if diff.base.calibration.is_some() != diff.new.calibration.is_some() {
         writeln!(
             out,
@@ -183,21 +232,28 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     writeln!(out)?;
-    let mut rows: Vec<[String; 8]> = vec![TABLE_HEADER.map(str::to_owned)];
+    let interval = format!("{level} CI");
+    let header = [
+        "function",
+        "counter",
+        "calls",
+        "base",
+        "new",
+        "change",
+        interval.as_str(),
+        "q",
+        "test",
+        "verdict",
+    ];
+    let mut rows: Vec<[String; COLUMNS]> = vec![header.map(str::to_owned)];
     for f in &diff.functions {
         let calls = format!("{}/{}", f.base_calls, f.new_calls);
         if let Some(side) = f.only_in {
-            let note = format!("only in {}", side_name(side));
-            rows.push([
-                f.name.clone(),
-                String::new(),
-                calls,
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                note,
-            ]);
+            let mut row: [String; COLUMNS] = Default::default();
+            row[0] = f.name.clone();
+            row[2] = calls;
+            row[COLUMNS - 1] = format!("only in {}", side_name(side));
+            rows.push(row);
             continue;
         }
         for c in &f.counters {
@@ -205,12 +261,24 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
                 f.name.clone(),
                 c.name.clone(),
                 calls.clone(),
-                format!(
-                    "{} → {}",
-                    format_value(c.base_median, c.unit),
-                    format_value(c.new_median, c.unit)
+                side_value(
+                    c.base_run_median,
+                    c.base_run_stddev,
+                    c.base_median,
+                    c.runs.base,
+                    c.unit,
                 ),
-                c.change.map(signed_percent).unwrap_or_else(|| "-".into()),
+                side_value(
+                    c.new_run_median,
+                    c.new_run_stddev,
+                    c.new_median,
+                    c.runs.new,
+                    c.unit,
+                ),
+                match c.change {
+                    Some(change) => signed_percent(change),
+                    None => format_value_signed(c.difference, c.unit),
+                },
                 match (c.ci_low, c.ci_high) {
                     (Some(lo), Some(hi)) => {
                         format!("[{}, {}]", signed_percent(lo), signed_percent(hi))
@@ -218,15 +286,36 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
                     _ => "-".into(),
                 },
                 c.q_value.map(q_text).unwrap_or_else(|| "-".into()),
-                verdict_text(c, diff.min_calls),
+                c.test.map_or("-", Test::as_str).to_owned(),
+                verdict_text(c),
             ]);
         }
     }
     write_aligned(&rows, out)
 }
 
-fn write_aligned(rows: &[[String; 8]], out: &mut dyn Write) -> io::Result<()> {
-    let mut widths = [0usize; 8];
+/// One side's value: the median of the run medians ± their spread for
+/// the run test, the median per call otherwise.
+fn side_value(
+    run_median: Option<f64>,
+    run_stddev: Option<f64>,
+    median: f64,
+    runs: usize,
+    unit: Unit,
+) -> String {
+    let (Some(median), Some(stddev)) = (run_median, run_stddev) else {
+        return format_value(median, unit);
+    };
+    let spread = if median != 0.0 {
+        format!("±{:.1}%", stddev / median.abs() * 100.0)
+    } else {
+        format!("±{}", format_value(stddev, unit))
+    };
+    format!("{} {spread} ({runs} runs)", format_value(median, unit))
+}
+
+fn write_aligned(rows: &[[String; COLUMNS]], out: &mut dyn Write) -> io::Result<()> {
+    let mut widths = [0usize; COLUMNS];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -246,17 +335,15 @@ fn write_aligned(rows: &[[String; 8]], out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn verdict_text(c: &CounterDiff, min_calls: u64) -> String {
-    match c.verdict {
-        super::Verdict::Inconclusive => {
-            format!("inconclusive (needs ≥ {min_calls} calls per run)")
-        }
-        v => v.as_str().to_owned(),
+fn verdict_text(c: &CounterDiff) -> String {
+    match (&c.reason, c.verdict) {
+        (Some(reason), Verdict::Inconclusive) => format!("inconclusive: {reason}"),
+        (_, v) => v.as_str().to_owned(),
     }
 }
 
 fn percent(fraction: f64) -> String {
-    format!("{}%", fraction * 100.0)
+    format!("{}%", (fraction * 1e6).round() / 1e4)
 }
 
 fn signed_percent(fraction: f64) -> String {

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::events::Unit;
 use crate::report::tests::nested;
 
 /// A run of functions given as (name, page-fault values, task-clock
@@ -35,6 +36,26 @@ fn spread(n: usize, center: i64) -> Vec<i64> {
         .collect()
 }
 
+/// Gives `function`'s `counter` (0 page-faults, 1 task-clock) per-run
+/// medians, as a `record --repeat` trace has.
+fn with_runs(mut run: Run, function: &str, counter: usize, medians: &[f64]) -> Run {
+    let probe = run
+        .analysis()
+        .functions
+        .iter()
+        .find(|f| f.name == function)
+        .unwrap()
+        .probe;
+    run.stats_mut(probe, counter).runs = crate::analysis::RunSpread::of(medians.to_vec());
+    run
+}
+
+fn table_of(diff: &Diff) -> String {
+    let mut out = Vec::new();
+    write_diff(diff, crate::report::Format::Table, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 fn counter<'a>(diff: &'a Diff, function: &str, name: &str) -> &'a CounterDiff {
     diff.functions
         .iter()
@@ -55,10 +76,16 @@ fn sixteen_to_twenty_pages_is_a_25_percent_regression() {
     assert_eq!((faults.base_median, faults.new_median), (16.0, 20.0));
     assert_eq!((faults.base_mean, faults.new_mean), (16.0, 20.0));
     assert!(faults.q_value.unwrap() < 1e-10);
+    assert_eq!(faults.test, Some(Test::Calls));
+    // A time with one run per side is not tested at all.
     let clock = counter(&diff, "touch", "task-clock");
-    assert_eq!(clock.verdict, Verdict::Unchanged);
+    assert_eq!(clock.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        clock.reason.as_deref(),
+        Some("one run per side: run-to-run noise unknown; record with --repeat")
+    );
     assert_eq!(clock.change, Some(0.0));
-    assert_eq!(clock.p_value, Some(1.0));
+    assert_eq!((clock.test, clock.p_value), (None, None));
     assert_eq!(
         diff.regressions(0.25),
         [("touch", "page-faults", Some(0.25))]
@@ -68,22 +95,153 @@ fn sixteen_to_twenty_pages_is_a_25_percent_regression() {
 
 #[test]
 fn a_shift_below_the_threshold_is_unchanged_and_above_it_improved() {
-    let base = run("a", &[("f", vec![1; 400], spread(400, 10_000))]);
-    let small = run("b", &[("f", vec![1; 400], spread(400, 9_950))]);
-    let large = run("c", &[("f", vec![1; 400], spread(400, 9_000))]);
+    let medians = [10_000.0, 10_100.0, 9_900.0, 10_050.0, 9_950.0];
+    let shifted = |factor: f64| medians.map(|m| m * factor);
+    let of = |path: &str, medians: &[f64]| {
+        let r = run(path, &[("f", vec![1; 400], spread(400, 10_000))]);
+        with_runs(r, "f", 1, medians)
+    };
+    let base = of("a", &medians);
+    let small = of("b", &shifted(0.995));
+    let large = of("c", &shifted(0.9));
     let opts = DiffOptions::default();
     let diff = compare(&base, &small, &opts).unwrap();
     let c = counter(&diff, "f", "task-clock");
-    assert!(c.q_value.unwrap() < 0.05, "{c:?}");
-    assert_eq!(c.verdict, Verdict::Unchanged);
+    assert_eq!((c.test, c.verdict), (Some(Test::Runs), Verdict::Unchanged));
+    assert_eq!(c.runs, RunCounts { base: 5, new: 5 });
     let diff = compare(&base, &large, &opts).unwrap();
     let c = counter(&diff, "f", "task-clock");
-    assert_eq!(c.verdict, Verdict::Improved);
-    assert!((c.change.unwrap() + 0.1).abs() < 0.005, "{c:?}");
+    assert_eq!((c.test, c.verdict), (Some(Test::Runs), Verdict::Improved));
+    assert!((c.change.unwrap() + 0.1).abs() < 1e-12, "{c:?}");
+    assert!((c.difference + 1_000.0).abs() < 1e-9, "{c:?}");
     assert!(
-        c.ci_low.unwrap() <= -0.1 && c.ci_high.unwrap() >= -0.1,
+        c.ci_low.unwrap() < -0.1 && c.ci_high.unwrap() > -0.1 && c.ci_high.unwrap() < 0.0,
         "{c:?}"
     );
+    assert_eq!(
+        (c.base_run_median, c.new_run_median),
+        (Some(10_000.0), Some(9_000.0))
+    );
+    let table = table_of(&diff);
+    assert!(table.contains("10.0 µs ±0.8% (5 runs)"), "{table}");
+    assert!(
+        table.contains("test runs: Mann–Whitney U on the per-run medians"),
+        "{table}"
+    );
+}
+
+#[test]
+fn runs_that_spread_more_than_the_change_are_unchanged() {
+    // -4 % on average, with runs that differ by ±10 %.
+    let base = [10_000.0, 11_000.0, 9_000.0, 10_500.0, 9_500.0];
+    let new = [9_600.0, 10_600.0, 8_600.0, 10_100.0, 9_100.0].map(|m| m + 10.0);
+    let b = with_runs(
+        run("a", &[("f", vec![1; 50], spread(50, 10_000))]),
+        "f",
+        1,
+        &base,
+    );
+    let n = with_runs(
+        run("b", &[("f", vec![1; 50], spread(50, 9_000))]),
+        "f",
+        1,
+        &new,
+    );
+    let diff = compare(&b, &n, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!((c.test, c.verdict), (Some(Test::Runs), Verdict::Unchanged));
+    assert!(c.p_value.unwrap() > 0.3, "{c:?}");
+    assert!(c.ci_low.unwrap() < 0.0 && c.ci_high.unwrap() > 0.0, "{c:?}");
+}
+
+#[test]
+fn a_time_of_one_run_gets_a_verdict_only_beyond_the_floor_and_does_not_gate() {
+    let base = run("a", &[("f", vec![1; 100], spread(100, 10_000))]);
+    let twice = run("b", &[("f", vec![1; 100], spread(100, 20_000))]);
+    let diff = compare(&base, &twice, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!(c.verdict, Verdict::Inconclusive);
+    assert!(table_of(&diff).contains(
+        "inconclusive: one run per side: run-to-run noise unknown; record with --repeat"
+    ));
+    let four = run("c", &[("f", vec![1; 100], spread(100, 40_000))]);
+    let diff = compare(&base, &four, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!(
+        (c.test, c.verdict),
+        (Some(Test::CallsBeyondFloor), Verdict::Regressed)
+    );
+    assert!(diff.regressions(0.01).is_empty());
+    // One side repeated, the other not: still one run on a side.
+    let repeated = with_runs(base.clone(), "f", 1, &[10_000.0, 10_100.0]);
+    let diff = compare(&repeated, &twice, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("one run in new: run-to-run noise unknown; record with --repeat")
+    );
+}
+
+#[test]
+fn values_within_probe_noise_are_inconclusive_with_their_absolute_change() {
+    let base = run("a", &[("f", vec![1; 100], spread(100, 20))]);
+    let new = run("b", &[("f", vec![1; 100], spread(100, 400))]);
+    let (mut base, mut new) = (
+        with_runs(base, "f", 1, &[20.0, 21.0, 19.0, 20.0, 22.0]),
+        with_runs(new, "f", 1, &[400.0, 410.0, 390.0, 400.0, 405.0]),
+    );
+    base.stats_mut(0, 1).within_noise = Some(true);
+    new.stats_mut(0, 1).within_noise = Some(true);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!(c.verdict, Verdict::Inconclusive);
+    assert_eq!(c.reason.as_deref(), Some("within probe noise"));
+    assert_eq!((c.change, c.test, c.q_value), (None, None, None));
+    assert_eq!(c.difference, 380.0);
+    let table = table_of(&diff);
+    assert!(table.contains("+380 ns"), "{table}");
+    assert!(
+        table.contains("inconclusive: within probe noise"),
+        "{table}"
+    );
+    // Only the base within noise: tested, the change absolute.
+    new.stats_mut(0, 1).within_noise = Some(false);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!((c.test, c.verdict), (Some(Test::Runs), Verdict::Regressed));
+    assert_eq!((c.change, c.ci_low), (None, None));
+    assert_eq!(c.difference, 380.0);
+}
+
+#[test]
+fn a_verdict_needs_the_interval_on_its_side() {
+    let mut c = CounterDiff {
+        name: "task-clock".into(),
+        unit: Unit::Nanoseconds,
+        runs: RunCounts { base: 5, new: 5 },
+        base_median: 100.0,
+        new_median: 120.0,
+        base_mean: 100.0,
+        new_mean: 120.0,
+        base_run_median: Some(100.0),
+        base_run_stddev: Some(1.0),
+        new_run_median: Some(120.0),
+        new_run_stddev: Some(1.0),
+        difference: 20.0,
+        change: Some(0.2),
+        ci_low: Some(-0.01),
+        ci_high: Some(0.4),
+        test: Some(Test::Runs),
+        p_value: Some(0.01),
+        q_value: Some(0.01),
+        verdict: Verdict::Unchanged,
+        reason: None,
+    };
+    let opts = DiffOptions::default();
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
+    c.ci_low = Some(0.01);
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Regressed);
+    assert_eq!(verdict(&c, 0.05, &opts), Verdict::Unchanged);
 }
 
 #[test]
@@ -100,14 +258,15 @@ fn too_few_calls_are_inconclusive_and_not_tested() {
     write_diff(&diff, crate::report::Format::Table, &mut table).unwrap();
     let table = String::from_utf8(table).unwrap();
     assert!(
-        table.contains("inconclusive (needs ≥ 4 calls per run)"),
+        table.contains("inconclusive: needs ≥ 4 calls per run"),
         "{table}"
     );
 }
 
 #[test]
 fn q_values_correct_over_every_test() {
-    // Two functions, two counters: four tests, one clear difference.
+    // Two functions, two counters of which one is tested per call: two
+    // tests, one clear difference.
     let base = run(
         "a",
         &[
@@ -125,13 +284,10 @@ fn q_values_correct_over_every_test() {
     let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
     let f = counter(&diff, "f", "page-faults");
     let p = f.p_value.unwrap();
-    assert_eq!(f.q_value, Some(p * 4.0));
-    for (name, c) in [
-        ("g", "page-faults"),
-        ("f", "task-clock"),
-        ("g", "task-clock"),
-    ] {
-        assert_eq!(counter(&diff, name, c).q_value, Some(1.0));
+    assert_eq!(f.q_value, Some(p * 2.0));
+    assert_eq!(counter(&diff, "g", "page-faults").q_value, Some(1.0));
+    for name in ["f", "g"] {
+        assert_eq!(counter(&diff, name, "task-clock").q_value, None);
     }
 }
 
@@ -201,7 +357,7 @@ fn zero_base_median() {
     assert_eq!(c.verdict, Verdict::Regressed);
     assert_eq!(diff.regressions(0.5).len(), 1);
     let c = counter(&diff, "f", "task-clock");
-    assert_eq!((c.change, c.verdict), (Some(0.0), Verdict::Unchanged));
+    assert_eq!((c.change, c.verdict), (Some(0.0), Verdict::Inconclusive));
 }
 
 #[test]
@@ -232,18 +388,34 @@ fn json_names_every_field() {
         "p_value",
         "q_value",
         "verdict",
+        "runs",
+        "test",
+        "reason",
+        "difference",
+        "base_run_median",
+        "new_run_stddev",
     ] {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
     assert_eq!(c["verdict"], "regressed");
     assert_eq!(c["change"], 0.25);
+    assert_eq!(
+        (c["test"].as_str(), c["runs"]["base"].as_u64()),
+        (Some("calls"), Some(1))
+    );
+    assert_eq!(v["confidence"], 0.95);
+    let clock = &f["counters"]["task-clock"];
+    assert_eq!(
+        clock["reason"],
+        "one run per side: run-to-run noise unknown; record with --repeat"
+    );
     let mut out = Vec::new();
     write_diff(&diff, crate::report::Format::Csv, &mut out).unwrap();
     let csv = String::from_utf8(out).unwrap();
     assert!(
         csv.lines().any(
             |l| l.starts_with("touch,page-faults,20,20,16,20,16,20,0.25,0.25,0.25,")
-                && l.ends_with(",regressed")
+                && l.ends_with(",regressed,1,1,,,,,4,calls,")
         ),
         "{csv}"
     );

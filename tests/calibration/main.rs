@@ -19,6 +19,8 @@ use serde_json::Value;
 
 use common::*;
 
+mod runs;
+
 /// Held by each test: one timing measurement at a time.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -187,12 +189,12 @@ fn a_parent_is_compensated_for_its_childrens_probes() {
     );
 }
 
-/// `perfunc diff` of two recordings of the same program, 20 times: the
-/// page-fault and context-switch counts must come out unchanged in at
-/// least 18 of the 20 (a false-discovery rate at alpha 0.05). Task-clock
-/// is printed, not asserted: on these VMs a whole run is sometimes 20–35 %
-/// slower than the next (docs/diff.md), a real difference between the two
-/// runs that the per-call test rightly reports.
+/// `perfunc diff` of two single recordings of the same program, 20 times:
+/// page faults, exact per call, are tested by calls and come out unchanged
+/// in at least 18 of the 20 (a false-discovery rate at alpha 0.05); times
+/// and context switches, which vary from run to run (on these VMs a whole
+/// run is sometimes 20–50 % slower than the next, docs/diff.md), are never
+/// called regressed or improved from one run a side.
 #[test]
 fn the_same_program_recorded_twice_is_unchanged() {
     let _one = one_at_a_time();
@@ -200,7 +202,7 @@ fn the_same_program_recorded_twice_is_unchanged() {
         return;
     }
     let bin = workloads().to_str().unwrap();
-    let (mut unchanged, mut clock) = (0, Vec::new());
+    let (mut unchanged, mut clock, mut found) = (0, Vec::new(), Vec::new());
     for _ in 0..20 {
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
         let traces: Vec<String> = dirs
@@ -215,21 +217,23 @@ fn the_same_program_recorded_twice_is_unchanged() {
         let diff: Value = serde_json::from_slice(&out.stdout).unwrap();
         let counters = &diff["functions"][0]["counters"];
         assert_eq!(diff["functions"][0]["base_calls"], 2000);
-        if ["page-faults", "context-switches"]
-            .iter()
-            .all(|c| counters[c]["verdict"] == "unchanged")
-        {
+        let faults = &counters["page-faults"];
+        assert_eq!(faults["test"], "calls", "{faults}");
+        if faults["verdict"] == "unchanged" {
             unchanged += 1;
         }
+        for name in ["task-clock", "context-switches"] {
+            let c = &counters[name];
+            if c["verdict"] != "inconclusive" {
+                found.push(format!("{name} {} {}", c["verdict"], c["change"]));
+            }
+        }
         let c = &counters["task-clock"];
-        clock.push(format!(
-            "{} {:+.1}%",
-            c["verdict"].as_str().unwrap(),
-            c["change"].as_f64().unwrap() * 100.0
-        ));
+        clock.push(format!("{:+.1}%", c["change"].as_f64().unwrap() * 100.0));
     }
-    eprintln!("task-clock verdicts of 20 identical pairs: {clock:?}");
+    eprintln!("task-clock changes of 20 identical pairs: {clock:?}");
     assert!(unchanged >= 18, "only {unchanged} of 20 pairs unchanged");
+    assert!(found.is_empty(), "verdicts from one run a side: {found:?}");
 }
 
 /// The tracepoint-pair class: a profile holds a `tracepoint` baseline

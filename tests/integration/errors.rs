@@ -41,7 +41,7 @@ fn list_shows_functions_with_their_class() {
     assert!(leaf.contains("emulated"), "{leaf}");
     assert_eq!(
         text.lines().filter(|l| l.contains(" pf_")).count(),
-        10,
+        11,
         "{text}"
     );
 }
