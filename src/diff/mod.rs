@@ -37,7 +37,9 @@
 //! 4. **Time-like counter, too few runs on a side**: the run-to-run noise is
 //!    unknown, so [`Verdict::Inconclusive`] with that reason, unless the
 //!    median changed by more than a factor of [`ONE_RUN_FACTOR`], more than
-//!    runs of the same build here ever differ (docs/diff.md); then the
+//!    runs of the same build here ever differ (docs/diff.md), and so did
+//!    the raw median (a calibrated median is what is left after the probes'
+//!    cost, and its ratio can explode when the raw values barely move); then the
 //!    calls are tested as in 3 ([`Test::CallsBeyondFloor`]), and the
 //!    verdict is shown but not gated on ([`Diff::regressions`]).
 //!
@@ -509,6 +511,11 @@ fn runs_reason(runs: RunCounts, min_runs: u64) -> String {
     format!("{which}: run-to-run noise unknown; record with --repeat")
 }
 
+/// Whether a relative change is beyond [`ONE_RUN_FACTOR`] either way.
+fn beyond_floor(change: f64) -> bool {
+    change >= ONE_RUN_FACTOR - 1.0 || change <= 1.0 / ONE_RUN_FACTOR - 1.0
+}
+
 /// `difference` relative to `base`: `None` when the base is 0 and the
 /// difference is not (0 when both are).
 fn relative(difference: f64, base: f64) -> Option<f64> {
@@ -610,9 +617,8 @@ fn compare_counter(
     }
     let test = if exact {
         Test::Calls
-    } else if d
-        .change
-        .is_some_and(|c| c >= ONE_RUN_FACTOR - 1.0 || c <= 1.0 / ONE_RUN_FACTOR - 1.0)
+    } else if d.change.is_some_and(beyond_floor)
+        && relative(ns.raw_p50 - bs.raw_p50, bs.raw_p50).is_some_and(beyond_floor)
     {
         Test::CallsBeyondFloor
     } else {

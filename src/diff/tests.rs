@@ -164,7 +164,10 @@ fn a_time_of_one_run_gets_a_verdict_only_beyond_the_floor_and_does_not_gate() {
     assert!(table_of(&diff).contains(
         "inconclusive: one run per side: run-to-run noise unknown; record with --repeat"
     ));
-    let four = run("c", &[("f", vec![1; 100], spread(100, 40_000))]);
+    // ×4, calibrated and raw: tested, not gated.
+    let mut four = run("c", &[("f", vec![1; 100], spread(100, 40_000))]);
+    let raw = base.stats(0, 1).raw_p50;
+    four.stats_mut(0, 1).raw_p50 = raw * 4.0;
     let diff = compare(&base, &four, &DiffOptions::default()).unwrap();
     let c = counter(&diff, "f", "task-clock");
     assert_eq!(
@@ -172,6 +175,12 @@ fn a_time_of_one_run_gets_a_verdict_only_beyond_the_floor_and_does_not_gate() {
         (Some(Test::CallsBeyondFloor), Verdict::Regressed)
     );
     assert!(diff.regressions(0.01).is_empty());
+    // ×4 calibrated, but the raw median moved by a third: what is left
+    // after the probes' cost, not tested.
+    four.stats_mut(0, 1).raw_p50 = raw * 1.3;
+    let diff = compare(&base, &four, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!((c.test, c.verdict), (None, Verdict::Inconclusive));
     // One side repeated, the other not: still one run on a side.
     let repeated = with_runs(base.clone(), "f", 1, &[10_000.0, 10_100.0]);
     let diff = compare(&repeated, &twice, &DiffOptions::default()).unwrap();
