@@ -149,12 +149,10 @@ pub fn hodges_lehmann(base: &[f64], new: &[f64], alpha: f64) -> Option<Shift> {
     } else {
         (differences[total / 2 - 1] + differences[total / 2]) / 2.0
     };
-    let p_of = |u: usize| {
-        if n <= EXACT_MAX && m <= EXACT_MAX {
-            exact_p(n, m, u)
-        } else {
-            normal_p(n, m, u as f64, 0)
-        }
+    let counts = (n <= EXACT_MAX && m <= EXACT_MAX).then(|| u_counts(n, m));
+    let p_of = |u: usize| match &counts {
+        Some(counts) => exact_p_of(counts, u),
+        None => normal_p(n, m, u as f64, 0),
     };
     let rejected = (0..=total / 2).take_while(|&u| p_of(u) < alpha).count();
     let (low, high) = if rejected == 0 {
@@ -228,9 +226,14 @@ fn run_length(values: &[i64], value: i64) -> usize {
 
 /// Exact two-sided p-value of U = `u` for samples of `n` and `m` values.
 fn exact_p(n: usize, m: usize, u: usize) -> f64 {
-    let counts = u_counts(n, m);
+    exact_p_of(&u_counts(n, m), u)
+}
+
+/// [`exact_p`] from the null distribution `counts` ([`u_counts`]), for
+/// callers that need the p-value of many U values of the same sizes.
+fn exact_p_of(counts: &[u64], u: usize) -> f64 {
     let total: u64 = counts.iter().sum();
-    let far = u.max(n * m - u);
+    let far = u.max(counts.len() - 1 - u);
     let tail: u64 = counts[far..].iter().sum();
     ((2 * tail) as f64 / total as f64).min(1.0)
 }
