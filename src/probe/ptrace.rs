@@ -12,11 +12,11 @@
 //! were there, group-stops are kept with `PTRACE_LISTEN` (so `SIGSTOP` and
 //! `SIGCONT` behave as usual), and exits are noted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::sys::{ptrace, wait_any, WaitStatus};
+use super::sys::{ptrace, ptrace_event_message, wait_any, WaitStatus};
 
 /// Whether a ptrace-stop is a group-stop signal.
 fn is_stop_signal(sig: i32) -> bool {
@@ -93,6 +93,10 @@ pub struct Tracer {
     /// Tasks that reported a stop before perfunc knew them: their birth
     /// stop, taken as such.
     born: Vec<i32>,
+    /// Tasks an earlier tracer on this thread could not detach in time
+    /// (`record --repeat`: what a run left behind), and the tasks they
+    /// create: detached at their next stop, never taken for this run's.
+    strays: BTreeSet<i32>,
 }
 
 impl Tracer {
@@ -142,6 +146,7 @@ impl Tracer {
             held: BTreeMap::new(),
             exit: None,
             born: Vec::new(),
+            strays: BTreeSet::new(),
         }
     }
 
@@ -164,7 +169,19 @@ impl Tracer {
         Ok(std::mem::take(&mut self.born))
     }
 
+    /// Takes over the tasks an earlier tracer left traced
+    /// ([`Tracer::detach_all`]'s result), so that their stops are not taken
+    /// for this tracer's newborn tasks: each is detached at its next stop.
+    pub fn with_strays(mut self, strays: impl IntoIterator<Item = i32>) -> Tracer {
+        self.strays.extend(strays);
+        self
+    }
+
     fn handle(&mut self, tid: i32, status: Status) {
+        if self.strays.contains(&tid) {
+            self.let_stray_go(tid, status);
+            return;
+        }
         match status {
             Status::Exited(s) => {
                 self.tasks.remove(&tid);
@@ -210,6 +227,37 @@ impl Tracer {
         }
     }
 
+    /// Detaches a stray task at a stop; a task it just created is a stray
+    /// too (it reports a stop of its own, or exits).
+    fn let_stray_go(&mut self, tid: i32, status: Status) {
+        let signal = match status {
+            Status::Exited(_) => {
+                self.strays.remove(&tid);
+                return;
+            }
+            Status::Event { event, .. }
+                if event == libc::PTRACE_EVENT_CLONE
+                    || event == libc::PTRACE_EVENT_FORK
+                    || event == libc::PTRACE_EVENT_VFORK =>
+            {
+                if let Ok(child) = ptrace_event_message(tid) {
+                    self.strays.insert(child as i32);
+                }
+                0
+            }
+            Status::Event { event, signal }
+                if event == libc::PTRACE_EVENT_STOP && is_stop_signal(signal) =>
+            {
+                signal
+            }
+            Status::Event { .. } => 0,
+            Status::Signal(signal) => signal,
+        };
+        if ptrace(libc::PTRACE_DETACH, tid, signal as usize).is_ok() {
+            self.strays.remove(&tid);
+        }
+    }
+
     /// Lets a newborn task run, its events open.
     pub fn resume(&mut self, tid: i32) {
         match self.held.remove(&tid) {
@@ -245,9 +293,11 @@ impl Tracer {
     /// Lets every traced task go on untraced (after `-p`): each is
     /// interrupted and detached, with any signal it was about to get.
     /// Tasks born meanwhile are detached too. Gives up after `timeout`
-    /// (the kernel detaches what is left when perfunc exits).
-    pub fn detach_all(&mut self, timeout: Duration) {
-        for &tid in self.tasks.keys() {
+    /// (the kernel detaches what is left when perfunc exits) and returns
+    /// the tasks still traced, strays included, for the next tracer on this
+    /// thread ([`Tracer::with_strays`]).
+    pub fn detach_all(&mut self, timeout: Duration) -> Vec<i32> {
+        for &tid in self.tasks.keys().chain(&self.strays) {
             if self.held.contains_key(&tid) {
                 continue;
             }
@@ -259,7 +309,7 @@ impl Tracer {
             }
         }
         let deadline = Instant::now() + timeout;
-        while !self.tasks.is_empty() && Instant::now() < deadline {
+        while !(self.tasks.is_empty() && self.strays.is_empty()) && Instant::now() < deadline {
             let (tid, status) = match wait_any() {
                 Ok(Some(reported)) => reported,
                 Ok(None) => {
@@ -272,6 +322,7 @@ impl Tracer {
             let signal = match decode(status) {
                 Some(Status::Exited(_)) | None => {
                     self.tasks.remove(&tid);
+                    self.strays.remove(&tid);
                     continue;
                 }
                 Some(Status::Signal(s)) => s,
@@ -284,13 +335,92 @@ impl Tracer {
             };
             let _ = ptrace(libc::PTRACE_DETACH, tid, signal as usize);
             self.tasks.remove(&tid);
+            self.strays.remove(&tid);
         }
+        let left = std::mem::take(&mut self.tasks).into_keys();
+        left.chain(std::mem::take(&mut self.strays)).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the test named `name` again, alone in a process of its own,
+    /// with `PERFUNC_ALONE` set: a tracer waits for any child of its
+    /// process, which would reap other tests' children. Returns whether
+    /// this is that process.
+    fn alone(name: &str) -> bool {
+        if std::env::var_os("PERFUNC_ALONE").is_some() {
+            return true;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+            .env("PERFUNC_ALONE", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name} failed in its own process");
+        false
+    }
+
+    /// A `sleep` child, traced by a tracer that could not detach it.
+    fn left_traced() -> (std::process::Child, Vec<i32>) {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut tracer = Tracer::seize_child(pid).unwrap();
+        // No time to wait: the interrupt's stop is still to come.
+        let left = tracer.detach_all(Duration::ZERO);
+        assert_eq!(left, [pid]);
+        (child, left)
+    }
+
+    fn traced_by(pid: i32) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("TracerPid:"));
+        line.unwrap().split_whitespace().nth(1).unwrap().to_owned()
+    }
+
+    /// Steps `tracer` for up to 5 s, until `done`; returns every task
+    /// taken as born.
+    fn step_until(tracer: &mut Tracer, done: impl Fn(&Tracer) -> bool) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut born = Vec::new();
+        while !done(tracer) && Instant::now() < deadline {
+            born.extend(tracer.step().unwrap());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        born
+    }
+
+    #[test]
+    fn a_task_an_earlier_tracer_left_is_let_go_not_taken_for_a_newborn() {
+        if !alone(
+            "probe::ptrace::tests::a_task_an_earlier_tracer_left_is_let_go_not_taken_for_a_newborn",
+        ) {
+            return;
+        }
+        // Without the strays: the next tracer takes the leftover's stop for
+        // a newborn of its own run.
+        let (mut child, left) = left_traced();
+        let mut next = Tracer::new(0, []);
+        let born = step_until(&mut next, |t| !t.born.is_empty() || !t.held.is_empty());
+        assert_eq!(born, left);
+        next.detach_all(Duration::from_secs(1));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // With them: detached at that stop, and running on untraced.
+        let (mut child, left) = left_traced();
+        let mut next = Tracer::new(0, []).with_strays(left.clone());
+        let born = step_until(&mut next, |t| t.strays.is_empty());
+        assert_eq!((born, next.strays.len()), (vec![], 0));
+        assert_eq!(traced_by(left[0]), "0");
+        assert_eq!(next.detach_all(Duration::ZERO), Vec::<i32>::new());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     #[test]
     fn decodes_wait_statuses() {

@@ -440,8 +440,9 @@ pub fn record<W: Write>(
             let mut end = RunEnd::default();
             while let Some(mut child) = held.pop_front() {
                 let index = runs;
+                let strays = std::mem::take(&mut end.strays);
                 let tracer = per_thread
-                    .then(|| Tracer::seize_child(child.pid()))
+                    .then(|| Tracer::seize_child(child.pid()).map(|t| t.with_strays(strays)))
                     .transpose()
                     .map_err(ptrace_err)?;
                 match events.open_for(opts, &placed, &cpus, child.pid(), Start::OnExec) {
@@ -1213,10 +1214,12 @@ impl<'a> Following<'a> {
         }
     }
 
-    /// Lets every task still traced go on untraced.
-    fn detach(&mut self) {
-        if let Some(tracer) = &mut self.tracer {
-            tracer.detach_all(DETACH_WAIT);
+    /// Lets every task still traced go on untraced; returns those that
+    /// could not be detached in time.
+    fn detach(&mut self) -> Vec<i32> {
+        match &mut self.tracer {
+            Some(tracer) => tracer.detach_all(DETACH_WAIT),
+            None => Vec::new(),
         }
     }
 }
@@ -1248,8 +1251,8 @@ fn run<W: Write>(
         }
     }
     // Processes the target left behind run on, untraced.
-    follow.detach();
-    result
+    let strays = follow.detach();
+    result.map(|end| RunEnd { strays, ..end })
 }
 
 /// How the watched target's run ended.
@@ -1261,6 +1264,9 @@ struct RunEnd {
     stopped_by: Option<i32>,
     /// Whether `--duration` ran out.
     timed_out: bool,
+    /// Tasks of the run still traced after the detach wait: the next run's
+    /// tracer lets them go instead of taking them for its own.
+    strays: Vec<i32>,
 }
 
 impl RunEnd {

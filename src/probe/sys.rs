@@ -228,6 +228,27 @@ pub fn try_wait(pid: i32, block: bool) -> io::Result<Option<WaitStatus>> {
     }))
 }
 
+/// `PTRACE_GETEVENTMSG`: the message of the ptrace event `tid` is stopped
+/// at (the new task's tid at a clone, fork or vfork event).
+pub fn ptrace_event_message(tid: i32) -> io::Result<u64> {
+    let mut message: libc::c_ulong = 0;
+    // SAFETY: the kernel writes one unsigned long to `message`, which
+    // lives across the call.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETEVENTMSG,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            &mut message as *mut libc::c_ulong as *mut libc::c_void,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(message)
+    }
+}
+
 /// One ptrace request that takes an integer `data` and no address
 /// (SEIZE, CONT, LISTEN, INTERRUPT, DETACH).
 pub fn ptrace(request: libc::c_uint, tid: i32, data: usize) -> io::Result<libc::c_long> {
