@@ -17,10 +17,18 @@
 //! first rule that applies decides ([`Test`]):
 //!
 //! 1. **Within probe noise**: both calibrated medians of a counter that is
-//!    not exact per call (see 3) cannot be told apart from 0 ([`crate::analysis::CounterStats::within_noise`]): no test,
+//!    not exact per call (see 2) cannot be told apart from 0 ([`crate::analysis::CounterStats::within_noise`]): no test,
 //!    [`Verdict::Inconclusive`], and only the absolute difference of the
 //!    medians (a percentage of a near-zero median means nothing).
-//! 2. **Runs** ([`Test::Runs`]): both traces hold at least
+//! 2. **Calls** ([`Test::Calls`]): a counter that is exact per call
+//!    ([`exact_per_call`]: page faults, and user-space instructions or
+//!    branches), however many runs: the two-sided Mann–Whitney U test of
+//!    the calls ([`stats::mann_whitney`]) and the change of the median with
+//!    a bootstrap interval ([`stats::median_change`]). Such calls do not
+//!    share a run's state, and the run medians of a count tie, which would
+//!    cost the run test its power (16 against 20 pages in 4 runs a side
+//!    could not give the run test a p below 0.029, whatever the change).
+//! 3. **Runs** ([`Test::Runs`]): both traces hold at least
 //!    [`stats::min_calls`]`(alpha)` runs of the function (4 at 0.05;
 //!    `record --repeat`): the Mann–Whitney U test of the per-run medians
 //!    ([`stats::mann_whitney`]), and as the change their Hodges–Lehmann
@@ -29,32 +37,29 @@
 //!    runs' medians. A change stands out only when it stands above the
 //!    run-to-run spread, and a run slowed by what else ran on the machine
 //!    moves neither the test nor the change much.
-//! 3. **Calls** ([`Test::Calls`]): one run on a side, a counter that is
-//!    exact per call ([`exact_per_call`]: page faults, and user-space
-//!    instructions or branches): the two-sided Mann–Whitney U test of the
-//!    calls ([`stats::mann_whitney`]) and the change of the median with a
-//!    bootstrap interval ([`stats::median_change`]).
 //! 4. **Time-like counter, too few runs on a side**: the run-to-run noise is
 //!    unknown, so [`Verdict::Inconclusive`] with that reason, unless the
-//!    median changed by more than a factor of [`ONE_RUN_FACTOR`], more than
+//!    median changed by a factor of [`ONE_RUN_FACTOR`] or more, more than
 //!    runs of the same build here ever differ (docs/diff.md), and so did
-//!    the raw median (a calibrated median is what is left after the probes'
-//!    cost, and its ratio can explode when the raw values barely move); then the
-//!    calls are tested as in 3 ([`Test::CallsBeyondFloor`]), and the
-//!    verdict is shown but not gated on ([`Diff::regressions`]).
+//!    the raw median, the same way (a calibrated median is what is left
+//!    after the probes' cost, and its ratio can explode when the raw values
+//!    barely move); then the calls are tested as in 2
+//!    ([`Test::CallsBeyondFloor`]), and the verdict is shown but not gated
+//!    on ([`Diff::regressions`]).
 //!
 //! The p-values of every test of the diff are adjusted by
 //! Benjamini–Hochberg ([`stats::benjamini_hochberg`]) into q-values, so
 //! that among the differences called significant the expected share of
-//! false ones is at most `alpha`. A function with fewer calls in a run
+//! false ones is at most `alpha`. A function with fewer calls on a side
 //! than [`stats::min_calls`]`(alpha)` is not tested by calls.
 //!
 //! **Verdict**: [`Verdict::Regressed`] / [`Verdict::Improved`] when
 //! `q < alpha`, the change is at least the threshold up / down (with an
 //! undefined relative change: by the sign of the difference) and the
-//! interval, at confidence `1 − alpha`, excludes 0 on the same side;
-//! [`Verdict::Unchanged`] otherwise. So a significant change never has an
-//! interval that straddles 0.
+//! intervals, at confidence `1 − alpha`, exclude 0 on the same side (the
+//! relative one where the base allows a ratio, and the one of the absolute
+//! difference; at least one must exist); [`Verdict::Unchanged`] otherwise.
+//! So a significant change never has an interval that straddles 0.
 
 mod collect;
 mod output;
@@ -217,6 +222,12 @@ pub struct CounterDiff {
     /// Hodges–Lehmann shift of the run medians (the median of their
     /// differences), otherwise the difference of the medians per call.
     pub difference: f64,
+    /// Lower bound of the difference's interval (confidence `1 − alpha`):
+    /// the Hodges–Lehmann interval for [`Test::Runs`], a bootstrap
+    /// otherwise; `None` when not tested or the data cannot bound it.
+    pub difference_low: Option<f64>,
+    /// Upper bound of the difference's interval.
+    pub difference_high: Option<f64>,
     /// The same change relative to the base (0.25 for +25 %); `None` when
     /// the base is 0 and the new value is not, or the base is within the
     /// probes' noise.
@@ -285,7 +296,7 @@ pub struct Diff {
     pub threshold: f64,
     /// The confidence level of the intervals, `1 − alpha`.
     pub confidence: f64,
-    /// Calls per run below which the calls are not tested, and runs per
+    /// Calls a side below which the calls are not tested, and runs per
     /// side below which the runs are not: the fewest with which two samples
     /// of equal size can reach `alpha` at all ([`stats::min_calls`]).
     pub min_calls: u64,
@@ -496,24 +507,25 @@ pub fn exact_per_call(spec: &CounterSpec) -> bool {
 
 /// Why a time-like counter without enough runs on a side is not tested.
 fn runs_reason(runs: RunCounts, min_runs: u64) -> String {
-    let which = match (runs.base, runs.new) {
-        (1, 1) => "one run per side",
-        (1, _) => "one run in base",
-        (_, 1) => "one run in new",
-        (b, n) => {
-            return format!(
-                "{b} and {n} runs: the run test needs ≥ {min_runs} per side; \
-                 record with --repeat {} or more",
-                min_runs + 1
-            )
-        }
-    };
-    format!("{which}: run-to-run noise unknown; record with --repeat")
+    let advice = format!("record with --repeat {min_runs} or more");
+    match (runs.base, runs.new) {
+        (1, 1) => format!("one run per side: run-to-run noise unknown; {advice}"),
+        (1, _) => format!("one run in base: run-to-run noise unknown; {advice}"),
+        (_, 1) => format!("one run in new: run-to-run noise unknown; {advice}"),
+        (b, n) => format!("{b} and {n} runs: the run test needs ≥ {min_runs} per side; {advice}"),
+    }
 }
 
-/// Whether a relative change is beyond [`ONE_RUN_FACTOR`] either way.
+/// Whether a relative change is beyond [`ONE_RUN_FACTOR`] either way:
+/// at least ×3 or at most ÷3.
 fn beyond_floor(change: f64) -> bool {
     change >= ONE_RUN_FACTOR - 1.0 || change <= 1.0 / ONE_RUN_FACTOR - 1.0
+}
+
+/// Whether both a calibrated and a raw change are beyond the floor, the
+/// same way.
+fn both_beyond_floor(calibrated: f64, raw: f64) -> bool {
+    beyond_floor(calibrated) && beyond_floor(raw) && (calibrated > 0.0) == (raw > 0.0)
 }
 
 /// `difference` relative to `base`: `None` when the base is 0 and the
@@ -561,6 +573,8 @@ fn compare_counter(
         new_run_median: None,
         new_run_stddev: None,
         difference: new_median - base_median,
+        difference_low: None,
+        difference_high: None,
         change: None,
         ci_low: None,
         ci_high: None,
@@ -574,7 +588,10 @@ fn compare_counter(
         d.reason = Some("within probe noise".to_owned());
         return d;
     }
-    if let (Some(br), Some(nr)) = (&bs.runs, &ns.runs) {
+    // Exact counters are tested per call whatever the runs: their calls do
+    // not share a run's state, and run medians of whole pages or
+    // instructions tie, which costs the run test its power.
+    if let (Some(br), Some(nr), false) = (&bs.runs, &ns.runs, exact) {
         if br.medians.len().min(nr.medians.len()) as u64 >= min_calls {
             let keys = |m: &[f64]| m.iter().map(|&x| stats::order_key(x)).collect::<Vec<_>>();
             let test = stats::mann_whitney(&keys(&br.medians), &keys(&nr.medians));
@@ -585,12 +602,14 @@ fn compare_counter(
             d.base_run_stddev = Some(br.stddev);
             d.new_run_stddev = Some(nr.stddev);
             d.difference = shift.shift;
+            d.difference_low = Some(shift.low).filter(|x| x.is_finite());
+            d.difference_high = Some(shift.high).filter(|x| x.is_finite());
             if !noisy(bs) {
                 d.change = relative(shift.shift, br.median);
                 if br.median != 0.0 {
                     let scale = br.median.abs();
-                    d.ci_low = Some(shift.low / scale).filter(|x| x.is_finite());
-                    d.ci_high = Some(shift.high / scale).filter(|x| x.is_finite());
+                    d.ci_low = d.difference_low.map(|x| x / scale);
+                    d.ci_high = d.difference_high.map(|x| x / scale);
                 }
             }
             d.test = Some(Test::Runs);
@@ -600,28 +619,36 @@ fn compare_counter(
             return d;
         }
     }
-    if !noisy(bs) {
-        let seed = seed_of(&bs.name, base.function_name(bp));
-        let interval = stats::median_change(b, n, confidence, seed);
-        d.change = match interval {
-            Some(c) => Some(c.change),
-            None => relative(d.difference, base_median),
-        };
-        d.ci_low = interval.map(|c| c.low).filter(|x| x.is_finite());
-        d.ci_high = interval.map(|c| c.high).filter(|x| x.is_finite());
+    let seed = seed_of(&bs.name, base.function_name(bp));
+    if let Some(c) = stats::median_change(b, n, confidence, seed) {
+        d.difference_low = Some(c.low);
+        d.difference_high = Some(c.high);
+        if !noisy(bs) {
+            d.change = c
+                .relative
+                .map(|r| r.change)
+                .or_else(|| relative(d.difference, base_median));
+            d.ci_low = c.relative.map(|r| r.low).filter(|x| x.is_finite());
+            d.ci_high = c.relative.map(|r| r.high).filter(|x| x.is_finite());
+        }
     }
     let enough = base.used(bp).min(new.used(np)) >= min_calls && !b.is_empty() && !n.is_empty();
     if !enough {
-        d.reason = Some(format!("needs ≥ {min_calls} calls per run"));
+        d.difference_low = None;
+        d.difference_high = None;
+        d.reason = Some(format!("needs ≥ {min_calls} calls a side"));
         return d;
     }
     let test = if exact {
         Test::Calls
-    } else if d.change.is_some_and(beyond_floor)
-        && relative(ns.raw_p50 - bs.raw_p50, bs.raw_p50).is_some_and(beyond_floor)
-    {
+    } else if d.change.is_some_and(|calibrated| {
+        relative(ns.raw_p50 - bs.raw_p50, bs.raw_p50)
+            .is_some_and(|raw| both_beyond_floor(calibrated, raw))
+    }) {
         Test::CallsBeyondFloor
     } else {
+        d.difference_low = None;
+        d.difference_high = None;
         d.reason = Some(runs_reason(runs, min_calls));
         return d;
     };
@@ -664,12 +691,15 @@ fn verdict(c: &CounterDiff, q_value: f64, opts: &DiffOptions) -> Verdict {
         None if c.difference == 0.0 => return Verdict::Unchanged,
         None => c.difference > 0.0,
     };
-    // The interval must agree: all of it on the side of the change.
-    let agrees = if up {
-        c.ci_low.is_none_or(|low| low > 0.0)
+    // The intervals must agree: all of each known one on the side of the
+    // change, and at least one known (a change the data cannot bound is no
+    // verdict).
+    let bounds = if up {
+        [c.ci_low, c.difference_low]
     } else {
-        c.ci_high.is_none_or(|high| high < 0.0)
+        [c.ci_high.map(|x| -x), c.difference_high.map(|x| -x)]
     };
+    let agrees = bounds.iter().any(Option::is_some) && bounds.iter().flatten().all(|&x| x > 0.0);
     if !agrees {
         return Verdict::Unchanged;
     }

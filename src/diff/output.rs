@@ -68,7 +68,7 @@ fn json(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)
 }
 
-const CSV_HEADER: [&str; 23] = [
+const CSV_HEADER: [&str; 25] = [
     "function",
     "counter",
     "base_calls",
@@ -92,6 +92,8 @@ const CSV_HEADER: [&str; 23] = [
     "difference",
     "test",
     "reason",
+    "difference_low",
+    "difference_high",
 ];
 
 fn csv(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
@@ -106,7 +108,7 @@ fn csv(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
             row.extend(calls.clone());
             row.extend(std::iter::repeat_n(String::new(), 9));
             row.push(only);
-            row.extend(std::iter::repeat_n(String::new(), 9));
+            row.extend(std::iter::repeat_n(String::new(), 11));
             w.write_record(&row)?;
             continue;
         }
@@ -135,6 +137,8 @@ fn csv(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
                 number(c.difference),
                 c.test.map(|t| t.as_str().to_owned()).unwrap_or_default(),
                 c.reason.clone().unwrap_or_default(),
+                num(c.difference_low),
+                num(c.difference_high),
             ])?;
         }
     }
@@ -211,7 +215,8 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
                 "Mann–Whitney U on the calls (a counter exact per call); base/new: median"
             }
             Test::CallsBeyondFloor => {
-                "Mann–Whitney U on the calls of one run, the median changed beyond ×3 \
+                "Mann–Whitney U on the calls (too few runs a side for the run test), \
+                 the median changed ×3 or more, raw too; base/new: median \
                  (not gated by --fail-on-regression)"
             }
         };
@@ -279,10 +284,22 @@ fn table(diff: &Diff, out: &mut dyn Write) -> io::Result<()> {
                     Some(change) => signed_percent(change),
                     None => format_value_signed(c.difference, c.unit),
                 },
-                match (c.ci_low, c.ci_high) {
-                    (Some(lo), Some(hi)) => {
+                match (
+                    c.change,
+                    c.ci_low,
+                    c.ci_high,
+                    c.difference_low,
+                    c.difference_high,
+                ) {
+                    (Some(_), Some(lo), Some(hi), _, _) => {
                         format!("[{}, {}]", signed_percent(lo), signed_percent(hi))
                     }
+                    // An absolute change gets an absolute interval.
+                    (None, _, _, Some(lo), Some(hi)) => format!(
+                        "[{}, {}]",
+                        format_value_signed(lo, c.unit),
+                        format_value_signed(hi, c.unit)
+                    ),
                     _ => "-".into(),
                 },
                 c.q_value.map(q_text).unwrap_or_else(|| "-".into()),

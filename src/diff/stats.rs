@@ -8,17 +8,21 @@
 //!   samples without ties, normal approximation otherwise).
 //! - [`benjamini_hochberg`]: q-values controlling the false discovery rate
 //!   over the many function × counter tests of one diff.
-//! - [`median_change`]: the relative change of the median with a bootstrap
-//!   confidence interval, in O(n log n + B) for n values and B resamples.
-//! - [`min_calls`]: how many calls per run the test needs before it can
+//! - [`median_change`]: the change of the median, absolute and relative,
+//!   with bootstrap confidence intervals, in O(n log n + B) for n values
+//!   and B resamples.
+//! - [`min_calls`]: how many values a side the test needs before it can
 //!   reach a given significance level at all.
 //! - [`hodges_lehmann`]: the shift estimate and interval that go with the
 //!   Mann–Whitney test, for the per-run medians of repeated recordings
 //!   (the run, not the call, as the unit; [`order_key`] ranks them).
 //!
-//! The median is the lower middle value everywhere ([`median`]), the same
+//! The median of calls is the lower middle value ([`median`]), the same
 //! rank as the reports' nearest-rank p50, so a change matches the medians
-//! the reports print.
+//! the reports print. The Hodges–Lehmann shift, like the per-run medians'
+//! median of the reports, averages the two middle values of an even
+//! count: run medians are few, and those are estimates, not measured
+//! values.
 
 use std::cmp::Ordering;
 
@@ -45,6 +49,21 @@ pub struct MannWhitney {
     /// samples at most [`EXACT_MAX`] values, no ties) rather than the
     /// normal approximation.
     pub exact: bool,
+}
+
+/// The change of the median from base to new, absolute and relative, each
+/// with its bootstrap interval ([`median_change`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MedianChange {
+    /// `new_median − base_median`.
+    pub difference: f64,
+    /// Lower bound of the difference's bootstrap percentile interval.
+    pub low: f64,
+    /// Upper bound of the difference's interval.
+    pub high: f64,
+    /// The change relative to the base median; `None` when that median is
+    /// 0 and the ratio is undefined.
+    pub relative: Option<Change>,
 }
 
 /// Relative change of the median from base to new, with its confidence
@@ -359,26 +378,29 @@ fn median_index(len: usize) -> usize {
     (len - 1) / 2
 }
 
-/// Relative change of the median from `base` to `new`, with a bootstrap
-/// percentile interval at confidence `level` (e.g. 0.95).
+/// The change of the median from `base` to `new`, as a difference and
+/// relative to the base, each with a bootstrap percentile interval at
+/// confidence `level` (e.g. 0.95).
 ///
-/// The change is `(new_median − base_median) / |base_median|`, which is
+/// The difference is `new_median − base_median`. The relative change is
+/// `(new_median − base_median) / |base_median|`, which is
 /// `new_median / base_median − 1` for the usual positive base (0.25 for
 /// +25 %) and keeps its sign meaning (positive: the new run costs more) for
-/// a negative base, which calibrated values can have. Medians are the
-/// lower middle values ([`median`]).
+/// a negative base, which calibrated values can have; it is `None` when
+/// the base median is 0 and the ratio is undefined (the difference and its
+/// interval still say which way the median moved). Medians are the lower
+/// middle values ([`median`]).
 ///
-/// Returns `None` when either sample is empty or the base median is 0: the
-/// ratio is undefined, and the caller should report the absolute change of
-/// the medians (`median(new) − median(base)`) instead.
+/// Returns `None` when either sample is empty.
 ///
-/// The interval resamples each run [`BOOTSTRAP_RESAMPLES`] times, each
-/// independently, and takes the `(1 − level)/2` and `(1 + level)/2`
-/// quantiles of the resampled changes (the sorted changes at 0-based index
-/// `round(B · (1 − level)/2)` and its mirror `B − 1 −` that). A resample
-/// whose base median is 0 gives a change of ±∞ (0 if the new median is
-/// also 0), so a bound can be infinite: the data cannot bound the ratio
-/// (perfunc's diff then reports the interval as absent).
+/// The intervals resample each run [`BOOTSTRAP_RESAMPLES`] times, each
+/// independently, and take the `(1 − level)/2` and `(1 + level)/2`
+/// quantiles of the resampled differences and changes (the sorted values at
+/// 0-based index `round(B · (1 − level)/2)` and its mirror `B − 1 −` that).
+/// A resample whose base median is 0 gives a change of ±∞ (0 if the new
+/// median is also 0), so a bound of the relative interval can be infinite:
+/// the data cannot bound the ratio (perfunc's diff then reports it as
+/// absent).
 ///
 /// The resamples are drawn without building them: see [`resample_median`].
 /// The random numbers come from xoshiro256** seeded through splitmix64
@@ -388,7 +410,7 @@ fn median_index(len: usize) -> usize {
 /// # Panics
 ///
 /// If `level` is not strictly between 0 and 1.
-pub fn median_change(base: &[i64], new: &[i64], level: f64, seed: u64) -> Option<Change> {
+pub fn median_change(base: &[i64], new: &[i64], level: f64, seed: u64) -> Option<MedianChange> {
     assert!(
         level > 0.0 && level < 1.0,
         "confidence level {level} must be strictly between 0 and 1"
@@ -399,24 +421,28 @@ pub fn median_change(base: &[i64], new: &[i64], level: f64, seed: u64) -> Option
     let (base, new) = (sorted(base), sorted(new));
     let base_median = base[median_index(base.len())] as f64;
     let new_median = new[median_index(new.len())] as f64;
-    if base_median == 0.0 {
-        return None;
-    }
     let mut rng = Rng::seeded(seed);
-    let mut changes: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+    let (mut differences, mut changes): (Vec<f64>, Vec<f64>) = (0..BOOTSTRAP_RESAMPLES)
         .map(|_| {
             let b = resample_median(&base, &mut rng);
             let n = resample_median(&new, &mut rng);
-            relative_change(b, n)
+            (n - b, relative_change(b, n))
         })
-        .collect();
+        .unzip();
+    differences.sort_unstable_by(f64::total_cmp);
     changes.sort_unstable_by(f64::total_cmp);
     let tail = (BOOTSTRAP_RESAMPLES as f64 * (1.0 - level) / 2.0).round() as usize;
     let tail = tail.min(BOOTSTRAP_RESAMPLES / 2 - 1);
-    Some(Change {
-        change: relative_change(base_median, new_median),
-        low: changes[tail],
-        high: changes[BOOTSTRAP_RESAMPLES - 1 - tail],
+    let (low, high) = (tail, BOOTSTRAP_RESAMPLES - 1 - tail);
+    Some(MedianChange {
+        difference: new_median - base_median,
+        low: differences[low],
+        high: differences[high],
+        relative: (base_median != 0.0).then(|| Change {
+            change: relative_change(base_median, new_median),
+            low: changes[low],
+            high: changes[high],
+        }),
     })
 }
 
@@ -830,10 +856,15 @@ mod tests {
         let c = median_change(&[16; 101], &[20; 80], 0.95, 1).unwrap();
         assert_eq!(
             c,
-            Change {
-                change: 0.25,
-                low: 0.25,
-                high: 0.25
+            MedianChange {
+                difference: 4.0,
+                low: 4.0,
+                high: 4.0,
+                relative: Some(Change {
+                    change: 0.25,
+                    low: 0.25,
+                    high: 0.25
+                })
             }
         );
     }
@@ -841,28 +872,44 @@ mod tests {
     #[test]
     fn identical_samples_change_nothing() {
         let values: Vec<i64> = (0..500).map(|i| 1000 + i * 7 % 311).collect();
-        let c = median_change(&values, &values, 0.95, 3).unwrap();
+        let c = relative_of(&values, &values, 0.95, 3);
         assert_eq!(c.change, 0.0);
         assert!(c.low < 0.0 && c.high > 0.0, "{c:?}");
     }
 
     #[test]
-    fn a_zero_or_missing_base_median_has_no_ratio() {
-        assert_eq!(median_change(&[0, 0, 5], &[3, 4, 5], 0.95, 0), None);
+    fn a_zero_base_median_has_no_ratio_but_a_difference() {
+        let base = [0, 0, 0, 0, 0, 0, 0, 0, 5];
+        let c = median_change(&base, &[3, 4, 4, 4, 5], 0.95, 0).unwrap();
+        assert_eq!(c.relative, None);
+        assert_eq!(c.difference, 4.0);
+        assert!(0.0 < c.low && c.low <= 4.0 && 4.0 <= c.high, "{c:?}");
+    }
+
+    #[test]
+    fn an_empty_sample_has_no_change() {
         assert_eq!(median_change(&[], &[3], 0.95, 0), None);
         assert_eq!(median_change(&[3], &[], 0.95, 0), None);
     }
 
     #[test]
     fn a_negative_base_keeps_the_sign_of_the_change() {
-        let c = median_change(&[-10; 5], &[-5; 5], 0.95, 0).unwrap();
+        let c = relative_of(&[-10; 5], &[-5; 5], 0.95, 0);
         assert_eq!((c.change, c.low, c.high), (0.5, 0.5, 0.5));
     }
 
     #[test]
     fn resamples_reaching_a_zero_base_give_an_infinite_bound() {
-        let c = median_change(&[0, 0, 1, 1, 1], &[2, 2, 2, 2, 2], 0.95, 0).unwrap();
+        let c = relative_of(&[0, 0, 1, 1, 1], &[2, 2, 2, 2, 2], 0.95, 0);
         assert_eq!((c.change, c.high), (1.0, f64::INFINITY));
+    }
+
+    /// The relative change of [`median_change`], which must exist.
+    fn relative_of(base: &[i64], new: &[i64], level: f64, seed: u64) -> Change {
+        median_change(base, new, level, seed)
+            .unwrap()
+            .relative
+            .unwrap()
     }
 
     /// `n` draws uniform on `low..=high`.
@@ -879,7 +926,7 @@ mod tests {
         let mut rng = Rng::seeded(42);
         let base = uniform_values(&mut rng, 2001, 1000, 3000);
         let new = uniform_values(&mut rng, 1501, 1250, 3750);
-        let c = median_change(&base, &new, 0.95, 7).unwrap();
+        let c = relative_of(&base, &new, 0.95, 7);
         assert!(c.low < 0.25 && 0.25 < c.high, "{c:?}");
         assert!(c.low > 0.15 && c.high < 0.35, "{c:?}");
         assert!(c.low <= c.change && c.change <= c.high, "{c:?}");
@@ -893,7 +940,7 @@ mod tests {
             .filter(|&seed| {
                 let base = uniform_values(&mut rng, 101, 1000, 3000);
                 let new = uniform_values(&mut rng, 101, 1250, 3750);
-                let c = median_change(&base, &new, 0.90, seed).unwrap();
+                let c = relative_of(&base, &new, 0.90, seed);
                 c.low <= 0.25 && 0.25 <= c.high
             })
             .count();
@@ -909,9 +956,9 @@ mod tests {
         let mut rng = Rng::seeded(9);
         let base = uniform_values(&mut rng, 300, 0, 1000);
         let new = uniform_values(&mut rng, 300, 100, 1100);
-        let a = median_change(&base, &new, 0.95, 11).unwrap();
-        assert_eq!(median_change(&base, &new, 0.95, 11).unwrap(), a);
-        let b = median_change(&base, &new, 0.95, 12).unwrap();
+        let a = relative_of(&base, &new, 0.95, 11);
+        assert_eq!(relative_of(&base, &new, 0.95, 11), a);
+        let b = relative_of(&base, &new, 0.95, 12);
         assert_eq!(a.change, b.change);
         assert_ne!((a.low, a.high), (b.low, b.high));
     }

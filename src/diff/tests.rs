@@ -82,7 +82,7 @@ fn sixteen_to_twenty_pages_is_a_25_percent_regression() {
     assert_eq!(clock.verdict, Verdict::Inconclusive);
     assert_eq!(
         clock.reason.as_deref(),
-        Some("one run per side: run-to-run noise unknown; record with --repeat")
+        Some("one run per side: run-to-run noise unknown; record with --repeat 4 or more")
     );
     assert_eq!(clock.change, Some(0.0));
     assert_eq!((clock.test, clock.p_value), (None, None));
@@ -162,7 +162,7 @@ fn a_time_of_one_run_gets_a_verdict_only_beyond_the_floor_and_does_not_gate() {
     let c = counter(&diff, "f", "task-clock");
     assert_eq!(c.verdict, Verdict::Inconclusive);
     assert!(table_of(&diff).contains(
-        "inconclusive: one run per side: run-to-run noise unknown; record with --repeat"
+        "inconclusive: one run per side: run-to-run noise unknown; record with --repeat 4 or more"
     ));
     // ×4, calibrated and raw: tested, not gated.
     let mut four = run("c", &[("f", vec![1; 100], spread(100, 40_000))]);
@@ -187,7 +187,7 @@ fn a_time_of_one_run_gets_a_verdict_only_beyond_the_floor_and_does_not_gate() {
     let c = counter(&diff, "f", "task-clock");
     assert_eq!(
         c.reason.as_deref(),
-        Some("one run in new: run-to-run noise unknown; record with --repeat")
+        Some("one run in new: run-to-run noise unknown; record with --repeat 4 or more")
     );
 }
 
@@ -220,6 +220,18 @@ fn values_within_probe_noise_are_inconclusive_with_their_absolute_change() {
     assert_eq!((c.test, c.verdict), (Some(Test::Runs), Verdict::Regressed));
     assert_eq!((c.change, c.ci_low), (None, None));
     assert_eq!(c.difference, 380.0);
+    assert_eq!(
+        (c.difference_low, c.difference_high),
+        (Some(370.0), Some(390.0))
+    );
+    let table = table_of(&diff);
+    assert!(table.contains("[+370 ns, +390 ns]"), "{table}");
+    // Runs that overlap: the absolute interval straddles 0, no verdict.
+    let new = with_runs(new, "f", 1, &[15.0, 30.0, 18.0, 25.0, 21.0]);
+    let diff = compare(&base, &new, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!((c.test, c.verdict), (Some(Test::Runs), Verdict::Unchanged));
+    assert!(c.difference_low.unwrap() < 0.0, "{c:?}");
 }
 
 #[test]
@@ -237,6 +249,8 @@ fn a_verdict_needs_the_interval_on_its_side() {
         new_run_median: Some(120.0),
         new_run_stddev: Some(1.0),
         difference: 20.0,
+        difference_low: Some(-2.0),
+        difference_high: Some(40.0),
         change: Some(0.2),
         ci_low: Some(-0.01),
         ci_high: Some(0.4),
@@ -249,8 +263,67 @@ fn a_verdict_needs_the_interval_on_its_side() {
     let opts = DiffOptions::default();
     assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
     c.ci_low = Some(0.01);
+    // The absolute interval straddles 0 still.
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
+    c.difference_low = Some(1.0);
     assert_eq!(verdict(&c, 0.01, &opts), Verdict::Regressed);
     assert_eq!(verdict(&c, 0.05, &opts), Verdict::Unchanged);
+    // A base within noise has no relative change or interval: the
+    // absolute one decides, and no interval at all is no verdict.
+    (c.change, c.ci_low, c.ci_high) = (None, None, None);
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Regressed);
+    c.difference_low = Some(-1.0);
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
+    c.difference_low = None;
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
+    c.difference_high = None;
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
+    // Down: the upper bounds must be below 0.
+    (c.difference, c.difference_low, c.difference_high) = (-20.0, Some(-40.0), Some(-1.0));
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Improved);
+    c.difference_high = Some(1.0);
+    assert_eq!(verdict(&c, 0.01, &opts), Verdict::Unchanged);
+}
+
+#[test]
+fn an_exact_counter_is_tested_by_calls_whatever_the_runs() {
+    // Four runs a side of 16 and of 20 pages: the run medians tie, and
+    // four runs could not reach p < 0.029; the calls are exact.
+    let of = |path: &str, pages: i64| {
+        let r = run(path, &[("touch", vec![pages; 120], spread(120, 10_000))]);
+        with_runs(r, "touch", 0, &[pages as f64; 4])
+    };
+    let diff = compare(&of("a", 16), &of("b", 20), &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "touch", "page-faults");
+    assert_eq!((c.test, c.verdict), (Some(Test::Calls), Verdict::Regressed));
+    assert_eq!(
+        (c.change, c.ci_low, c.ci_high),
+        (Some(0.25), Some(0.25), Some(0.25))
+    );
+    assert_eq!(
+        (c.difference_low, c.difference_high),
+        (Some(4.0), Some(4.0))
+    );
+    assert_eq!(
+        diff.regressions(0.25),
+        [("touch", "page-faults", Some(0.25))]
+    );
+}
+
+#[test]
+fn a_time_beyond_the_floor_raw_the_other_way_is_not_tested() {
+    let base = run("a", &[("f", vec![1; 100], spread(100, 10_000))]);
+    let mut four = run("b", &[("f", vec![1; 100], spread(100, 40_000))]);
+    let raw = base.stats(0, 1).raw_p50;
+    four.stats_mut(0, 1).raw_p50 = raw / 4.0;
+    let diff = compare(&base, &four, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!((c.test, c.verdict), (None, Verdict::Inconclusive));
+    assert_eq!((c.difference_low, c.difference_high), (None, None));
+    four.stats_mut(0, 1).raw_p50 = raw * 3.0;
+    let diff = compare(&base, &four, &DiffOptions::default()).unwrap();
+    let c = counter(&diff, "f", "task-clock");
+    assert_eq!(c.test, Some(Test::CallsBeyondFloor));
 }
 
 #[test]
@@ -267,7 +340,7 @@ fn too_few_calls_are_inconclusive_and_not_tested() {
     write_diff(&diff, crate::report::Format::Table, &mut table).unwrap();
     let table = String::from_utf8(table).unwrap();
     assert!(
-        table.contains("inconclusive: needs ≥ 4 calls per run"),
+        table.contains("inconclusive: needs ≥ 4 calls a side"),
         "{table}"
     );
 }
@@ -403,6 +476,8 @@ fn json_names_every_field() {
         "difference",
         "base_run_median",
         "new_run_stddev",
+        "difference_low",
+        "difference_high",
     ] {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
@@ -416,7 +491,7 @@ fn json_names_every_field() {
     let clock = &f["counters"]["task-clock"];
     assert_eq!(
         clock["reason"],
-        "one run per side: run-to-run noise unknown; record with --repeat"
+        "one run per side: run-to-run noise unknown; record with --repeat 4 or more"
     );
     let mut out = Vec::new();
     write_diff(&diff, crate::report::Format::Csv, &mut out).unwrap();
@@ -424,10 +499,13 @@ fn json_names_every_field() {
     assert!(
         csv.lines().any(
             |l| l.starts_with("touch,page-faults,20,20,16,20,16,20,0.25,0.25,0.25,")
-                && l.ends_with(",regressed,1,1,,,,,4,calls,")
+                && l.ends_with(",regressed,1,1,,,,,4,calls,,4,4")
         ),
         "{csv}"
     );
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header.split(',').count(), 25, "{header}");
+    assert!(csv.lines().all(|l| l.split(',').count() == 25), "{csv}");
 }
 
 #[test]
