@@ -634,8 +634,7 @@ fn compare_counter(
     }
     let enough = base.used(bp).min(new.used(np)) >= min_calls && !b.is_empty() && !n.is_empty();
     if !enough {
-        d.difference_low = None;
-        d.difference_high = None;
+        untested(&mut d);
         d.reason = Some(format!("needs ≥ {min_calls} calls a side"));
         return d;
     }
@@ -647,8 +646,7 @@ fn compare_counter(
     }) {
         Test::CallsBeyondFloor
     } else {
-        d.difference_low = None;
-        d.difference_high = None;
+        untested(&mut d);
         d.reason = Some(runs_reason(runs, min_calls));
         return d;
     };
@@ -657,6 +655,14 @@ fn compare_counter(
     d.q_value = d.p_value;
     d.verdict = Verdict::Unchanged;
     d
+}
+
+/// Drops the intervals of a change that is not tested: a bootstrap of the
+/// calls of one run knows nothing of the run-to-run noise that keeps it
+/// from a verdict, and would look surer than the verdict.
+fn untested(d: &mut CounterDiff) {
+    (d.ci_low, d.ci_high) = (None, None);
+    (d.difference_low, d.difference_high) = (None, None);
 }
 
 /// Replaces the raw p-values in `q_value` by Benjamini–Hochberg q-values

@@ -86,6 +86,9 @@ fn sixteen_to_twenty_pages_is_a_25_percent_regression() {
     );
     assert_eq!(clock.change, Some(0.0));
     assert_eq!((clock.test, clock.p_value), (None, None));
+    // No interval for a change that is not tested.
+    assert_eq!((clock.ci_low, clock.ci_high), (None, None));
+    assert_eq!((clock.difference_low, clock.difference_high), (None, None));
     assert_eq!(
         diff.regressions(0.25),
         [("touch", "page-faults", Some(0.25))]
