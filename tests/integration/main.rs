@@ -13,6 +13,7 @@ mod follow;
 mod kernel;
 mod kprobes;
 mod output;
+mod programs;
 mod readme;
 mod record;
 mod signals;
