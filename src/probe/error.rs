@@ -46,9 +46,6 @@ pub enum ProbeError {
         /// The cause.
         cause: io::Error,
     },
-    /// uprobe_events cannot name a path with white space in it.
-    #[error("cannot probe {0}: tracefs uprobe definitions cannot hold a path with white space; use a symlink without spaces")]
-    PathWithSpace(PathBuf),
     /// A counter could not be opened; the message explains errno and cause.
     #[error("{message}")]
     OpenCounter {

@@ -11,6 +11,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::ProbeError;
@@ -219,6 +220,59 @@ pub struct ProbeSet {
     tracefs: Tracefs,
     group: String,
     names: Vec<(DynamicKind, String)>,
+    /// Symlinks naming binaries whose path a uprobe definition cannot
+    /// hold ([`alias_needed`]), made on first need.
+    aliases: Option<Aliases>,
+}
+
+/// Whether a uprobe definition cannot name `path`: tracefs splits a
+/// definition at white space and cuts it at `#` (a comment), with no way
+/// to escape either.
+fn alias_needed(path: &str) -> bool {
+    path.contains(|c: char| c.is_whitespace() || c == '#')
+}
+
+/// A private directory (mode 0700, created exclusively) of symlinks to
+/// binaries whose path a uprobe definition cannot hold. The kernel resolves
+/// a symlink when the probe is placed and keeps the binary itself, so each
+/// link is removed as soon as its probes are placed.
+#[derive(Debug)]
+struct Aliases {
+    dir: PathBuf,
+    made: usize,
+}
+
+impl Aliases {
+    fn new() -> io::Result<Aliases> {
+        let base = std::env::temp_dir();
+        let base = if alias_needed(&base.to_string_lossy()) {
+            PathBuf::from("/tmp")
+        } else {
+            base
+        };
+        let dir = base.join(format!(
+            "perfunc-{}-{:x}",
+            std::process::id(),
+            super::sys::monotonic_ns()
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(Aliases { dir, made: 0 })
+    }
+
+    /// A new link to `binary` (made absolute, so that the link resolves).
+    fn link(&mut self, binary: &Path) -> io::Result<PathBuf> {
+        let target = std::path::absolute(binary)?;
+        let link = self.dir.join(format!("b{}", self.made));
+        self.made += 1;
+        std::os::unix::fs::symlink(target, &link)?;
+        Ok(link)
+    }
+}
+
+impl Drop for Aliases {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl ProbeSet {
@@ -228,6 +282,7 @@ impl ProbeSet {
             tracefs,
             group: group_for(std::process::id()),
             names: Vec::new(),
+            aliases: None,
         }
     }
 
@@ -236,19 +291,48 @@ impl ProbeSet {
         &self.group
     }
 
-    /// Places an entry and a return probe at `offset` in `binary`.
+    /// Places an entry and a return probe at `offset` in `binary`. A path
+    /// with white space or `#` is named through a symlink
+    /// ([`Aliases`]), removed once the probes are placed.
     pub fn add(&mut self, binary: &Path, offset: u64) -> Result<PlacedPair, ProbeError> {
-        let target = format!("{}:{:#x}", binary.display(), offset);
-        if target.contains(char::is_whitespace) {
-            return Err(ProbeError::PathWithSpace(binary.to_owned()));
-        }
+        let alias = if alias_needed(&binary.to_string_lossy()) {
+            let aliases = match &mut self.aliases {
+                Some(aliases) => aliases,
+                None => self
+                    .aliases
+                    .insert(Aliases::new().map_err(|cause| ProbeError::Sys {
+                        what: format!(
+                            "making a directory for a symlink to {} (tracefs cannot name \
+                         a path with white space or `#`)",
+                            binary.display()
+                        ),
+                        cause,
+                    })?),
+            };
+            let link = aliases.link(binary).map_err(|cause| ProbeError::Sys {
+                what: format!("making a symlink to {}", binary.display()),
+                cause,
+            })?;
+            Some(link)
+        } else {
+            None
+        };
+        let target = format!(
+            "{}:{:#x}",
+            alias.as_deref().unwrap_or(binary).display(),
+            offset
+        );
         let entry = format!("f{}", self.names.len() / 2);
         let ret = format!("{entry}_ret");
         let lines = [
             (format!("p:{}/{entry} {target}", self.group), entry),
             (format!("r:{}/{ret} {target}", self.group), ret),
         ];
-        self.place(DynamicKind::Uprobe, lines)
+        let placed = self.place(DynamicKind::Uprobe, lines);
+        if let Some(link) = alias {
+            let _ = std::fs::remove_file(link);
+        }
+        placed
     }
 
     /// Places a kprobe and a kretprobe on the kernel function `symbol`.

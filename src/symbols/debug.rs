@@ -24,6 +24,22 @@ pub(crate) fn find_debug_file(binary: &Path, file: &Elf<'_>) -> Option<DebugFile
     find_debug_file_in(binary, file, Path::new(DEBUG_ROOT))
 }
 
+/// Where [`find_debug_file`] looks for `binary`'s debug file, in order:
+/// the build-id path, then the `.gnu_debuglink` candidates.
+pub(crate) fn debug_file_candidates(binary: &Path, file: &Elf<'_>) -> Vec<PathBuf> {
+    let root = Path::new(DEBUG_ROOT);
+    let build_id = file.build_id().ok().flatten();
+    let by_id = build_id.and_then(|id| build_id_path(root, id));
+    let link = file.gnu_debuglink().ok().flatten();
+    let by_link = link
+        .and_then(|(name, _)| std::str::from_utf8(name).ok())
+        .map(|name| debuglink_candidates(binary, name, root));
+    by_id
+        .into_iter()
+        .chain(by_link.into_iter().flatten())
+        .collect()
+}
+
 fn find_debug_file_in(binary: &Path, file: &Elf<'_>, root: &Path) -> Option<DebugFile> {
     let build_id = file.build_id().ok().flatten();
     let by_id = build_id

@@ -74,6 +74,9 @@ pub struct Binary {
     pub pie: bool,
     /// The separate debug file that gave the names, if one was used.
     pub debug_file: Option<PathBuf>,
+    /// Set when the binary has no `.symtab` and no separate debug file was
+    /// found: where one was looked for. Only its dynamic symbols are known.
+    pub stripped: Option<Vec<PathBuf>>,
     /// The functions, sorted by address, one per address.
     pub functions: Vec<Function>,
 }
@@ -90,11 +93,14 @@ impl Binary {
     /// [`Binary::parse`].
     pub fn open(path: &Path) -> Result<Binary, SymbolError> {
         let data = file::map_regular(path).map_err(|e| SymbolError::io(path, e))?;
-        let found = {
+        let (found, stripped) = {
             let file = parse_elf(path, &data)?;
             match file.symbol_table() {
-                Some(_) => None,
-                None => debug::find_debug_file(path, &file),
+                Some(_) => (None, None),
+                None => match debug::find_debug_file(path, &file) {
+                    Some(debug) => (Some(debug), None),
+                    None => (None, Some(debug::debug_file_candidates(path, &file))),
+                },
             }
         };
         match found {
@@ -103,7 +109,10 @@ impl Binary {
                 binary.debug_file = Some(debug.path);
                 Ok(binary)
             }
-            None => Binary::parse(path, &data, None),
+            None => Ok(Binary {
+                stripped,
+                ..Binary::parse(path, &data, None)?
+            }),
         }
     }
 
@@ -136,6 +145,7 @@ impl Binary {
             build_id: file.build_id().ok().flatten().map(<[u8]>::to_vec),
             pie: file.elf_header().e_type(file.endian()) == ET_DYN,
             debug_file: None,
+            stripped: None,
             functions,
         })
     }
@@ -162,6 +172,7 @@ impl Binary {
                 pattern: pattern.to_owned(),
                 binary: self.path.clone(),
                 suggestions: pattern::closest(pattern, &self.functions),
+                stripped: self.stripped.clone(),
             });
         }
         Ok(found)
@@ -448,6 +459,7 @@ mod tests {
             build_id: Some(vec![0xab, 0x01]),
             pie: true,
             debug_file: None,
+            stripped: None,
             functions: vec![f(0x100, 0x10), f(0x200, 0)],
         };
         assert_eq!(

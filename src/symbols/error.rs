@@ -56,7 +56,7 @@ pub enum SymbolError {
         cause: globset::Error,
     },
     /// A pattern matched no function of a binary.
-    #[error("no function matches `{pattern}` in {}{}", binary.display(), suggestion_text(suggestions))]
+    #[error("no function matches `{pattern}` in {}{}{}", binary.display(), stripped_text(binary, stripped.as_deref()), suggestion_text(suggestions, stripped.is_some()))]
     NoMatch {
         /// The pattern.
         pattern: String,
@@ -64,6 +64,9 @@ pub enum SymbolError {
         binary: PathBuf,
         /// Up to five function names close to the pattern, closest first.
         suggestions: Vec<String>,
+        /// When the binary is stripped and no debug file was found: where
+        /// one was looked for ([`crate::symbols::Binary::stripped`]).
+        stripped: Option<Vec<PathBuf>>,
     },
     /// A pattern matched no function of a program, which imports matching
     /// functions from shared libraries: they are probed with `LIB:PATTERN`.
@@ -110,8 +113,28 @@ pub enum SymbolError {
     },
 }
 
-fn suggestion_text(suggestions: &[String]) -> String {
-    if suggestions.is_empty() {
+fn stripped_text(binary: &std::path::Path, looked: Option<&[PathBuf]>) -> String {
+    let Some(looked) = looked else {
+        return String::new();
+    };
+    let places = if looked.is_empty() {
+        "it has neither a build id nor a .gnu_debuglink to find one by".to_owned()
+    } else {
+        let list: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+        format!("looked for {}", list.join(", "))
+    };
+    format!(
+        "; {} is stripped (no .symtab: only its dynamic symbols were searched) and no \
+         separate debug file was found ({places}); install its debug symbols (Debian: \
+         the -dbgsym package) or probe an unstripped build",
+        binary.display()
+    )
+}
+
+fn suggestion_text(suggestions: &[String], stripped: bool) -> String {
+    if suggestions.is_empty() && stripped {
+        String::new()
+    } else if suggestions.is_empty() {
         "; check the name, or use a glob such as `*name*`".to_owned()
     } else {
         format!("; closest names: {}", suggestions.join(", "))
@@ -169,6 +192,7 @@ mod tests {
             pattern: "compte".into(),
             binary: "/bin/app".into(),
             suggestions: vec!["compute".into(), "compete".into()],
+            stripped: None,
         };
         assert_eq!(
             with.to_string(),
@@ -178,10 +202,24 @@ mod tests {
             pattern: "x".into(),
             binary: "/bin/app".into(),
             suggestions: vec![],
+            stripped: None,
         };
         assert_eq!(
             without.to_string(),
             "no function matches `x` in /bin/app; check the name, or use a glob such as `*name*`"
+        );
+        let stripped = SymbolError::NoMatch {
+            pattern: "x".into(),
+            binary: "/bin/app".into(),
+            suggestions: vec!["main".into()],
+            stripped: Some(vec!["/usr/lib/debug/.build-id/ab/cd.debug".into()]),
+        };
+        assert_eq!(
+            stripped.to_string(),
+            "no function matches `x` in /bin/app; /bin/app is stripped (no .symtab: only its \
+             dynamic symbols were searched) and no separate debug file was found (looked for \
+             /usr/lib/debug/.build-id/ab/cd.debug); install its debug symbols (Debian: the \
+             -dbgsym package) or probe an unstripped build; closest names: main"
         );
     }
 

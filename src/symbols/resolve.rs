@@ -116,6 +116,7 @@ mod tests {
             pattern,
             binary,
             suggestions,
+            stripped,
         } = err
         else {
             panic!("{err:?}");
@@ -123,6 +124,7 @@ mod tests {
         assert_eq!(pattern, "compte_sum");
         assert_eq!(binary, bin);
         assert_eq!(suggestions.first().map(String::as_str), Some("compute_sum"));
+        assert_eq!(stripped, None);
     }
 
     #[test]

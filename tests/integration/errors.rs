@@ -31,6 +31,56 @@ fn a_missing_function_lists_the_closest_names() {
     assert!(err.contains("pf_leaf"), "{err}");
 }
 
+/// A stripped binary without a debug file: the error says so, and where
+/// the debug file was looked for.
+#[test]
+fn a_stripped_binary_is_named_as_such_with_where_debug_symbols_were_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("stripped");
+    std::fs::copy(workloads(), &bin).unwrap();
+    let status = std::process::Command::new("strip")
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let build_id = perfunc::symbols::read_build_id(&bin).unwrap().unwrap();
+    let hex: String = build_id.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = format!(
+        "no function matches `pf_leaf` in {0}; {0} is stripped (no .symtab: only its dynamic \
+         symbols were searched) and no separate debug file was found (looked for \
+         /usr/lib/debug/.build-id/{1}/{2}.debug); install its debug symbols (Debian: the \
+         -dbgsym package) or probe an unstripped build",
+        bin.display(),
+        &hex[..2],
+        &hex[2..]
+    );
+    let bin = bin.to_str().unwrap();
+    for args in [
+        &["list", bin, "pf_leaf"][..],
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-o",
+            "/dev/null",
+            "--",
+            bin,
+            "loop",
+            "1",
+        ],
+    ] {
+        let err = stderr_of(args, 1);
+        assert!(
+            err.contains(&expected),
+            "{args:?}:\n{err}\nexpected: {expected}"
+        );
+    }
+}
+
 #[test]
 fn list_shows_functions_with_their_class() {
     let bin = workloads().to_str().unwrap();

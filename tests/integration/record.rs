@@ -160,6 +160,38 @@ fn threads_created_later_are_followed() {
     assert!(per_tid.contains_key(&pid), "the main thread called once");
 }
 
+/// tracefs cuts a uprobe definition at white space and `#`: perfunc names
+/// such a binary through a symlink of its own, removed when the probes are
+/// placed.
+#[test]
+fn a_binary_whose_path_has_spaces_or_a_hash_is_probed() {
+    if !probes_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // perfunc's symlinks go to TMPDIR: this test's own, empty at the end.
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["with space", "with#hash", "tab\tand # both"] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir(&sub).unwrap();
+        let bin = sub.join("workloads");
+        std::fs::copy(workloads(), &bin).unwrap();
+        let out = dir.path().join("t.perfunc");
+        let status = perfunc()
+            .args(["record", "--calibration", "off", "-q", "-e", "page-faults"])
+            .args(["-f", "pf_touch16", "-o", out.to_str().unwrap(), "--"])
+            .arg(&bin)
+            .args(["pages", "7"])
+            .env("TMPDIR", tmp.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}");
+        assert_eq!(counts(&trace(&out), "pf_touch16"), (7, 7), "{name}");
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn rust_functions_are_found_by_demangled_name() {
     if !probes_available() {
