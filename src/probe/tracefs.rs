@@ -2,9 +2,10 @@
 //! in `uprobe_events` and `kprobe_events`, and the static tracepoints it
 //! opens by id.
 //!
-//! Every probe perfunc writes lives in a group named `perfunc_<PID>` (the PID
-//! of the perfunc process), so parallel recordings never collide and a
-//! recording only ever removes its own probes. [`ProbeSet`] removes its
+//! Every probe perfunc writes lives in a group named `perfunc_<PID>_<NS>`
+//! (the PID of the perfunc process and the inode of its PID namespace), so
+//! parallel recordings never collide, also from different PID namespaces,
+//! and a recording only ever removes its own probes. [`ProbeSet`] removes its
 //! probes when dropped, which covers normal exit, errors and panics; groups
 //! left behind by a perfunc that was killed outright (SIGKILL) are removed by
 //! [`remove_stale_groups`] at the next start.
@@ -180,9 +181,70 @@ fn mount_tracefs(dir: &Path) -> Result<(), ProbeError> {
     })
 }
 
-/// The group name for probes placed by the perfunc process `pid`.
-pub fn group_for(pid: u32) -> String {
-    format!("perfunc_{pid}")
+/// The group name for probes placed by the perfunc process `pid` of the
+/// PID namespace whose inode is `ns`: `perfunc_<PID>_<NS>`. tracefs is one
+/// for the whole machine, and two perfuncs in different PID namespaces can
+/// have the same PID; with the namespace in the name they never collide.
+pub fn group_for(pid: u32, ns: u64) -> String {
+    format!("perfunc_{pid}_{ns}")
+}
+
+/// The inode of the initial PID namespace (the kernel's
+/// `PROC_PID_INIT_INO`): a process there sees every process.
+const INIT_PID_NS: u64 = 0xEFFF_FFFC;
+
+/// The inode of the PID namespace of process `pid` (`self` for perfunc's
+/// own), from `/proc/PID/ns/pid` (`pid:[4026531836]`).
+fn pid_namespace_of(pid: &str) -> Option<u64> {
+    let link = fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The owner of a perfunc probe group: its PID, and the inode of its PID
+/// namespace (`None` for a group named before namespaces were part of the
+/// name, `perfunc_<PID>`).
+fn group_owner(group: &str) -> Option<(u32, Option<u64>)> {
+    let rest = group.strip_prefix("perfunc_")?;
+    match rest.split_once('_') {
+        Some((pid, ns)) => Some((pid.parse().ok()?, Some(ns.parse().ok()?))),
+        None => Some((rest.parse().ok()?, None)),
+    }
+}
+
+/// Whether the perfunc that owns a group still runs, as far as this
+/// process can see. In its own PID namespace (or for a group without one)
+/// by its PID. In another namespace by the processes of that namespace,
+/// `NSpid`'s last field being the PID there; only a process of the initial
+/// namespace sees them all, so from anywhere else such a group counts as
+/// alive.
+fn owner_alive(pid: u32, ns: Option<u64>, own_ns: Option<u64>) -> bool {
+    if ns.is_none() || ns == own_ns {
+        return Path::new(&format!("/proc/{pid}")).exists();
+    }
+    if own_ns != Some(INIT_PID_NS) {
+        return true;
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let name = e.file_name();
+        let Some(host_pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        pid_namespace_of(host_pid) == ns
+            && fs::read_to_string(format!("/proc/{host_pid}/status")).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .is_some_and(|inner| inner == pid.to_string())
+            })
+    })
 }
 
 /// The two kinds of probes defined through tracefs.
@@ -280,7 +342,10 @@ impl ProbeSet {
     pub fn new(tracefs: Tracefs) -> ProbeSet {
         ProbeSet {
             tracefs,
-            group: group_for(std::process::id()),
+            group: group_for(
+                std::process::id(),
+                pid_namespace_of("self").unwrap_or(INIT_PID_NS),
+            ),
             names: Vec::new(),
             aliases: None,
         }
@@ -424,7 +489,8 @@ pub fn remove_stale_groups(tracefs: &Tracefs) -> Result<usize, ProbeError> {
     let mut removed = 0;
     for kind in [DynamicKind::Uprobe, DynamicKind::Kprobe] {
         let lines = tracefs.probe_lines(kind)?;
-        let alive = |pid| Path::new(&format!("/proc/{pid}")).exists();
+        let own_ns = pid_namespace_of("self");
+        let alive = |pid, ns| owner_alive(pid, ns, own_ns);
         for (group, name) in stale_probes(&lines, alive) {
             let line = crate::kernel::kprobe_removal_line(&group, &name);
             if tracefs.write_line(kind, &line).is_ok() {
@@ -437,15 +503,22 @@ pub fn remove_stale_groups(tracefs: &Tracefs) -> Result<usize, ProbeError> {
 
 /// The `(group, name)` of probes in `uprobe_events` lines whose perfunc
 /// owner is not alive.
-fn stale_probes(lines: &[String], alive: impl Fn(u32) -> bool) -> Vec<(String, String)> {
+fn stale_probes(
+    lines: &[String],
+    alive: impl Fn(u32, Option<u64>) -> bool,
+) -> Vec<(String, String)> {
+    let mut verdicts: std::collections::HashMap<String, bool> = Default::default();
     lines
         .iter()
         .filter_map(|line| {
-            // "p:perfunc_123/f0 /path:0x1139"
+            // "p:perfunc_123_4026531836/f0 /path:0x1139"
             let event = line.split_whitespace().next()?.split_once(':')?.1;
             let (group, name) = event.split_once('/')?;
-            let pid: u32 = group.strip_prefix("perfunc_")?.parse().ok()?;
-            (!alive(pid)).then(|| (group.to_owned(), name.to_owned()))
+            let (pid, ns) = group_owner(group)?;
+            let alive = *verdicts
+                .entry(group.to_owned())
+                .or_insert_with(|| alive(pid, ns));
+            (!alive).then(|| (group.to_owned(), name.to_owned()))
         })
         .collect()
 }
@@ -482,18 +555,45 @@ mod tests {
             "p:perfunc_10/f0 /bin/x:0x10",
             "r:perfunc_10/f0_ret /bin/x:0x10",
             "p:perfunc_20/f0 /bin/x:0x10",
+            "p:perfunc_20_4026532000/f0 /bin/x:0x10",
+            "p:perfunc_20_4026532001/f0 /bin/x:0x10",
+            "p:perfunc_x/f0 /bin/x:0x10",
             "p:probe_x/f /bin/x:0x10",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let stale = stale_probes(&lines, |pid| pid == 20);
+        // PID 20 runs in its own namespace and in 4026532000, not in
+        // 4026532001.
+        let alive = |pid, ns| pid == 20 && ns != Some(4_026_532_001);
+        let stale = stale_probes(&lines, alive);
         assert_eq!(
             stale,
             vec![
                 ("perfunc_10".to_owned(), "f0".to_owned()),
-                ("perfunc_10".to_owned(), "f0_ret".to_owned())
+                ("perfunc_10".to_owned(), "f0_ret".to_owned()),
+                ("perfunc_20_4026532001".to_owned(), "f0".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_group_names_its_owner_and_the_owner_s_pid_namespace() {
+        assert_eq!(group_for(42, 4_026_531_836), "perfunc_42_4026531836");
+        assert_eq!(
+            group_owner("perfunc_42_4026531836"),
+            Some((42, Some(4_026_531_836)))
+        );
+        assert_eq!(group_owner("perfunc_42"), Some((42, None)));
+        assert_eq!(group_owner("perfunc_x"), None);
+        assert_eq!(group_owner("probe_x"), None);
+        // This process: alive in its own namespace; a PID of a namespace
+        // with no process is not.
+        let own = pid_namespace_of("self");
+        assert!(own.is_some());
+        assert!(owner_alive(std::process::id(), own, own));
+        if own == Some(INIT_PID_NS) {
+            assert!(!owner_alive(std::process::id(), Some(1), own));
+        }
     }
 }

@@ -194,7 +194,8 @@ pub fn definitions_left_by(pid: u32, file: &str) -> Vec<String> {
         })
         .expect("tracefs is mounted after a recording");
     let events = std::fs::read_to_string(root.join(file)).unwrap();
-    let group = format!("perfunc_{pid}/");
+    // perfunc_<PID>_<PID namespace>/
+    let group = format!(":perfunc_{pid}_");
     events
         .lines()
         .filter(|l| l.contains(&group))

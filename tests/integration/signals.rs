@@ -377,3 +377,151 @@ fn duration_bounds_every_repeated_run_together() {
     let r = json_report(&out);
     assert_eq!(r["trace"]["runs"], 1);
 }
+
+/// The host PIDs of the processes in PID namespace `ns` and their PIDs
+/// there (`NSpid`'s last field).
+fn processes_of_namespace(ns: &str) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|l| l.to_string_lossy() == format!("pid:[{ns}]"))
+        })
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let inner = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            Some((pid, inner.split_whitespace().last()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The PID namespaces of the probe groups of perfuncs that are PID 1 of
+/// their namespace.
+fn namespaces_of_pid_1_groups() -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string("/sys/kernel/tracing/uprobe_events")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let group = l.split_whitespace().next()?.split_once(':')?.1;
+            let group = group.split_once('/')?.0;
+            Some(group.strip_prefix("perfunc_1_")?.to_owned())
+        })
+        .collect()
+}
+
+/// Two perfuncs that are both PID 1, each of a PID namespace of its own
+/// (`unshare -p`), record at once without colliding in tracefs; one killed
+/// with SIGKILL leaves its group, which the next perfunc run in the initial
+/// namespace removes, and the other's it leaves.
+#[test]
+fn perfuncs_of_two_pid_namespaces_do_not_collide_and_a_dead_one_is_cleaned_up() {
+    if !probes_available() {
+        return;
+    }
+    let own = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    if own.to_string_lossy() != "pid:[4026531836]" {
+        eprintln!("skipped: not in the initial PID namespace");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let before = namespaces_of_pid_1_groups();
+    let start = |name: &str| {
+        let out = dir.path().join(name);
+        let child = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"])
+            .arg(env!("CARGO_BIN_EXE_perfunc"))
+            .args(["record", "--calibration", "off", "-q", "-e", "task-clock"])
+            .args(["-f", "pf_leaf", "-o"])
+            .arg(&out)
+            .args(["--", workloads().to_str().unwrap(), "slow", "60"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, out)
+    };
+    let (mut a, _) = start("a.perfunc");
+    let (mut b, b_out) = start("b.perfunc");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let groups = loop {
+        let now: Vec<String> = namespaces_of_pid_1_groups()
+            .difference(&before)
+            .cloned()
+            .collect();
+        if now.len() == 2 {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two groups of PID 1 expected: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Which group is whose: the namespace of each unshare's child.
+    let ns_of = |unshare: &Child| {
+        groups
+            .iter()
+            .find(|ns| {
+                processes_of_namespace(ns).iter().any(|(pid, _)| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .and_then(|r| r.split_whitespace().nth(1))
+                            == Some(&unshare.id().to_string())
+                    })
+                })
+            })
+            .cloned()
+            .expect("each unshare's perfunc has a group")
+    };
+    let (a_ns, b_ns) = (ns_of(&a), ns_of(&b));
+    assert_ne!(a_ns, b_ns);
+    // SIGKILL a's unshare: its child, PID 1 of a's namespace, gets SIGKILL
+    // too, and so does everything in that namespace.
+    perfunc::probe::sys::kill(a.id() as i32, libc::SIGKILL).unwrap();
+    a.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_of_namespace(&a_ns).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "namespace {a_ns} still has processes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(namespaces_of_pid_1_groups().contains(&a_ns));
+    let t = dir.path().join("c.perfunc");
+    let bin = workloads().to_str().unwrap();
+    run_expect(
+        &[
+            "record",
+            "--calibration",
+            "off",
+            "-q",
+            "-e",
+            "task-clock",
+            "-f",
+            "pf_leaf",
+            "-o",
+            t.to_str().unwrap(),
+            "--",
+            bin,
+            "loop",
+            "3",
+        ],
+        0,
+    );
+    let left = namespaces_of_pid_1_groups();
+    assert!(!left.contains(&a_ns), "{left:?}");
+    assert!(left.contains(&b_ns), "{left:?}");
+    // b stops on SIGINT as any perfunc does, and removes its own probes.
+    let b_perfunc = processes_of_namespace(&b_ns)
+        .into_iter()
+        .find(|(_, inner)| inner == "1")
+        .unwrap()
+        .0;
+    perfunc::probe::sys::kill(b_perfunc, libc::SIGINT).unwrap();
+    b.wait().unwrap();
+    assert!(!namespaces_of_pid_1_groups().contains(&b_ns));
+    assert!(matches!(trace(&b_out).end, TraceEnd::Complete(_)));
+}
