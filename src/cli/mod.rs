@@ -274,7 +274,8 @@ pub struct ReportArgs {
 
     /// Only functions matching this glob (repeatable). Patterns that match
     /// none of the trace's probed functions are an error that names the
-    /// closest ones.
+    /// closest ones; patterns whose functions were never called (in the
+    /// --tid thread) an error that names the functions that were.
     #[arg(long = "function", value_name = "PATTERN")]
     functions: Vec<String>,
 
@@ -348,7 +349,8 @@ pub struct FlamegraphArgs {
     #[arg(long, value_name = "FILE")]
     folded: Option<PathBuf>,
 
-    /// Only this thread's calls.
+    /// Only this thread's calls. A thread that hit no probe is an error
+    /// that lists the threads that did.
     #[arg(long, value_name = "TID", conflicts_with = "per_thread")]
     tid: Option<u32>,
 

@@ -496,6 +496,9 @@ fn record_without_anything_to_probe_says_f_or_k_with_examples() {
     );
 }
 
+/// `report --function` and `--tid` (and `flamegraph --tid`) that select
+/// no call are errors, exit 1, naming what there is instead of printing
+/// an empty table.
 #[test]
 fn report_filters_that_match_nothing_say_so_and_exit_1() {
     if !probes_available() {
@@ -503,18 +506,84 @@ fn report_filters_that_match_nothing_say_so_and_exit_1() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bin = workloads().to_str().unwrap();
-    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "10"]);
+    // pf_fib is probed but never called in loop mode.
+    let out = record(
+        &dir,
+        "task-clock",
+        &["pf_leaf", "pf_fib"],
+        &[bin, "loop", "10"],
+    );
     let path = out.to_str().unwrap();
+    let tid = trace(&out).samples[0].tid;
+    let failed = format!("perfunc: error: failed to analyze {path}: ");
     let err = stderr_of(&["report", "-i", path, "--function", "pf_leef"], 1);
-    assert!(
-        err.contains("no function in the trace matches 'pf_leef'; did you mean 'pf_leaf'?"),
-        "{err}"
+    assert_eq!(
+        err,
+        format!("{failed}no function in the trace matches 'pf_leef'; did you mean 'pf_leaf'?\n")
     );
-    let err = stderr_of(&["report", "-i", path, "--tid", "1"], 1);
-    assert!(
-        err.contains("thread 1 hit no probe in this trace; the threads that did: "),
-        "{err}"
+    let err = stderr_of(&["report", "-i", path, "--function", "nosuch*"], 1);
+    assert_eq!(
+        err,
+        format!(
+            "{failed}no function in the trace matches 'nosuch*'; its functions: pf_leaf, pf_fib\n"
+        )
     );
+    let err = stderr_of(&["report", "-i", path, "--function", "pf_fib"], 1);
+    assert_eq!(
+        err,
+        format!(
+            "{failed}no call of a function matching 'pf_fib' (probed, but never called); \
+             the functions called: pf_leaf\n"
+        )
+    );
+    let tid_arg = tid.to_string();
+    let err = stderr_of(
+        &[
+            "report",
+            "-i",
+            path,
+            "--tid",
+            &tid_arg,
+            "--function",
+            "pf_f*",
+        ],
+        1,
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{failed}no call of a function matching 'pf_f*' in thread {tid}; \
+             the functions it called: pf_leaf\n"
+        )
+    );
+    let no_thread =
+        format!("{failed}thread 1 hit no probe in this trace; the threads that did: {tid}\n");
+    assert_eq!(
+        stderr_of(&["report", "-i", path, "--tid", "1"], 1),
+        no_thread
+    );
+    let svg = dir.path().join("t.svg");
+    let svg = svg.to_str().unwrap();
+    assert_eq!(
+        stderr_of(&["flamegraph", "-i", path, "--tid", "1", "-o", svg], 1),
+        no_thread
+    );
+    assert!(!std::path::Path::new(svg).exists());
+    // The filters that match report as before.
+    let out = run_expect(
+        &[
+            "report",
+            "-i",
+            path,
+            "--tid",
+            &tid_arg,
+            "--function",
+            "pf_l*",
+        ],
+        0,
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("\npf_leaf  (10 calls)\n"), "{table}");
 }
 
 /// `pf_locked` starts with `lock incl (%rdi)`, on which the kernel places
