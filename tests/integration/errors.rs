@@ -121,6 +121,10 @@ fn usage_errors_exit_2() {
     run_expect(&["record", "-f"], 2);
 }
 
+/// `list --events` on this machine: why counters fail comes first, each
+/// reason once, as errno names (never "No such file or directory (os
+/// error 2)" on every row); every row points at its reason and the
+/// columns line up under their headers.
 #[test]
 fn unavailable_counters_are_explained() {
     if !probes_available() {
@@ -128,19 +132,75 @@ fn unavailable_counters_are_explained() {
     }
     let out = run_expect(&["list", "--events"], 0);
     let text = String::from_utf8(out.stdout).unwrap();
-    let task_clock = text
-        .lines()
-        .find(|l| l.starts_with("task-clock "))
-        .expect(&text);
-    assert!(task_clock.ends_with("ok"), "{task_clock}");
+    assert!(!text.contains("os error"), "{text}");
+    let (reasons, table) = match text.split_once("\n\nCOUNTER ") {
+        Some((reasons, rest)) => (reasons, format!("COUNTER {rest}")),
+        None => ("", text.clone()),
+    };
+    let reasons: Vec<&str> = reasons.lines().collect();
+    if let Some((first, listed)) = reasons.split_first() {
+        assert_eq!(*first, "Counters that do not open here, and why:", "{text}");
+        for (i, reason) in listed.iter().enumerate() {
+            assert!(reason.starts_with(&format!("  [{}] ", i + 1)), "{text}");
+            assert_eq!(
+                listed.iter().filter(|r| r[5..] == reason[5..]).count(),
+                1,
+                "a reason given twice: {text}"
+            );
+        }
+    }
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let column = |name: &str| header.find(name).unwrap();
+    let (kind, unit, status) = (column("KIND"), column("UNIT"), column("STATUS"));
+    assert!(
+        header.starts_with("COUNTER ") && header.ends_with("STATUS"),
+        "{header}"
+    );
+    let mut rows = 0;
+    for row in lines {
+        rows += 1;
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(row.find(fields[1]), Some(kind), "KIND misaligned: {row}");
+        assert_eq!(&row[unit..unit + fields[2].len()], fields[2], "UNIT: {row}");
+        assert_eq!(row[unit + fields[2].len()..status].trim(), "", "{row}");
+        let state = &row[status..];
+        if state != "ok" {
+            let n: usize = state
+                .strip_prefix("unavailable: ")
+                .and_then(|s| s.split_once(" ["))
+                .and_then(|(errno, n)| {
+                    assert!(errno.starts_with('E'), "an errno name: {row}");
+                    n.strip_suffix(']')?.parse().ok()
+                })
+                .unwrap_or_else(|| panic!("a status: {row}"));
+            assert!(
+                (1..reasons.len()).contains(&n),
+                "reason [{n}] listed: {text}"
+            );
+        }
+    }
+    assert_eq!(rows, perfunc::events::known_counters().len(), "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .expect(&text)
+    };
+    assert!(row("task-clock").ends_with(" software  nanoseconds  ok"));
     let has_pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
-    let llc = text
-        .lines()
-        .find(|l| l.starts_with("LLC-load-misses "))
-        .expect(&text);
-    assert_eq!(llc.ends_with("ok"), has_pmu, "{llc}");
+    assert_eq!(row("LLC-load-misses").ends_with("  ok"), has_pmu, "{text}");
     if !has_pmu {
-        assert!(text.contains("ENOENT"), "{text}");
+        // Every hardware counter fails for the one reason, given first.
+        assert!(
+            reasons[1].starts_with("  [1] ENOENT (2): this machine exposes no hardware PMU"),
+            "{text}"
+        );
+        for name in ["cpu-cycles", "LLC-load-misses", "dTLB-load-misses"] {
+            assert!(
+                row(name).ends_with("  count        unavailable: ENOENT [1]"),
+                "{text}"
+            );
+        }
     }
 }
 
