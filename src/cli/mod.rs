@@ -290,8 +290,8 @@ pub struct ReportArgs {
     #[arg(long = "self")]
     by_self: bool,
 
-    /// Show only the first N functions.
-    #[arg(long, value_name = "N")]
+    /// Show only the first N functions (N at least 1).
+    #[arg(long, value_name = "N", value_parser = parse_top)]
     top: Option<usize>,
 
     /// Only this thread's calls. A thread that hit no probe is an error
@@ -483,6 +483,15 @@ fn parse_stack_size(text: &str) -> Result<u32, String> {
         return Err(format!("the stack copy must be 8 to {max} bytes"));
     }
     Ok((bytes as u32 + 7) & !7)
+}
+
+fn parse_top(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of functions to show (1 or more; without --top, all)"
+        )),
+    }
 }
 
 fn parse_alpha(text: &str) -> Result<f64, String> {

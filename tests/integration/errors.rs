@@ -121,6 +121,17 @@ fn usage_errors_exit_2() {
     run_expect(&["record", "-f"], 2);
 }
 
+/// `report --top 0` would print an empty table: a usage error instead.
+#[test]
+fn report_top_0_is_a_usage_error() {
+    let err = stderr_of(&["report", "--top", "0"], 2);
+    assert_eq!(
+        err.lines().next().unwrap(),
+        "error: invalid value '0' for '--top <N>': `0` is not a number of functions \
+         to show (1 or more; without --top, all)"
+    );
+}
+
 /// `list --events` on this machine: why counters fail comes first, each
 /// reason once, as errno names (never "No such file or directory (os
 /// error 2)" on every row); every row points at its reason and the
