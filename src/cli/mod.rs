@@ -77,10 +77,9 @@ enum Command {
     /// Compare two traces function by function: changes of the median with confidence intervals, significance tests and verdicts
     ///
     /// Each function and counter the two traces share gets its change from
-    /// base to new, with a confidence interval, a significance test and a
-    /// verdict. With several runs a side (record --repeat) the runs are
-    /// compared by their medians; docs/diff.md says how, and how many runs
-    /// a verdict needs.
+    /// base to new, with its interval, the test behind it and a verdict.
+    /// Times need several runs a side (record --repeat); docs/diff.md says
+    /// which test each counter gets and how many runs a verdict needs.
     ///
     /// Examples:
     ///
