@@ -255,6 +255,32 @@ pub enum AnalysisError {
         threads: Vec<u32>,
     },
 
+    /// Function patterns matched probes, but none of those functions was
+    /// called (in the thread asked for).
+    #[error(
+        "no call of a function matching {}{}; {}",
+        quoted(patterns),
+        match tid {
+            Some(tid) => format!(" in thread {tid}"),
+            None => " (probed, but never called)".to_owned(),
+        },
+        match (called.as_slice(), tid) {
+            ([], Some(_)) => "it called no probed function".to_owned(),
+            ([], None) => "no probed function was called".to_owned(),
+            (called, Some(_)) => format!("the functions it called: {}", listed(called, 10)),
+            (called, None) => format!("the functions called: {}", listed(called, 10)),
+        }
+    )]
+    NoCallMatches {
+        /// The patterns as given.
+        patterns: Vec<String>,
+        /// The thread asked for, if any.
+        tid: Option<u32>,
+        /// The functions with calls (in that thread), most calls first,
+        /// once each.
+        called: Vec<String>,
+    },
+
     /// The rayon thread pool could not be started.
     #[error("failed to start the analysis thread pool; retry with fewer threads")]
     ThreadPool(#[source] rayon::ThreadPoolBuildError),
@@ -438,6 +464,30 @@ fn select_functions(patterns: &[String], header: &TraceHeader) -> Result<Vec<boo
         });
     }
     Ok(wanted)
+}
+
+/// The error for `opts`' function patterns when they matched probes but
+/// the analysis found no call of those functions: it names the functions
+/// that `unfiltered` (the same trace under the same options without the
+/// patterns) has calls of, most calls first.
+pub fn no_call_matches(opts: &AnalysisOptions, unfiltered: &Analysis) -> AnalysisError {
+    let mut functions: Vec<&FunctionStats> = unfiltered
+        .functions
+        .iter()
+        .filter(|f| f.calls > 0)
+        .collect();
+    functions.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.name.cmp(&b.name)));
+    let mut called: Vec<String> = Vec::new();
+    for f in functions {
+        if !called.contains(&f.name) {
+            called.push(f.name.clone());
+        }
+    }
+    AnalysisError::NoCallMatches {
+        patterns: opts.functions.clone(),
+        tid: opts.tid,
+        called,
+    }
 }
 
 /// The first `max` of `items` joined by commas, then how many more.

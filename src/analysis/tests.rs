@@ -915,6 +915,38 @@ fn function_globs_that_match_nothing_suggest_the_closest_names() {
     );
 }
 
+/// The error for patterns whose functions were probed but not called
+/// names the functions called, most calls first, once each.
+#[test]
+fn no_call_matches_names_the_functions_called() {
+    let unfiltered = run(&nesting(), &options());
+    let opts = AnalysisOptions {
+        functions: vec!["app::zzz*".into(), "app::q".into()],
+        ..options()
+    };
+    assert_eq!(
+        no_call_matches(&opts, &unfiltered).to_string(),
+        "no call of a function matching 'app::zzz*' or 'app::q' (probed, but never called); \
+         the functions called: app::leaf, app::middle, app::outer"
+    );
+    let in_thread = AnalysisOptions {
+        tid: Some(9),
+        ..opts.clone()
+    };
+    assert_eq!(
+        no_call_matches(&in_thread, &unfiltered).to_string(),
+        "no call of a function matching 'app::zzz*' or 'app::q' in thread 9; \
+         the functions it called: app::leaf, app::middle, app::outer"
+    );
+    let mut nothing = unfiltered.clone();
+    nothing.functions.clear();
+    assert_eq!(
+        no_call_matches(&opts, &nothing).to_string(),
+        "no call of a function matching 'app::zzz*' or 'app::q' (probed, but never called); \
+         no probed function was called"
+    );
+}
+
 #[test]
 fn a_truncated_attach_trace_is_summarized() {
     let mut h = header(&["instructions"], &["f"]);

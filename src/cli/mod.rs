@@ -38,8 +38,22 @@ enum Command {
     /// List functions of a binary that can be probed, or the counters that
     /// open on this machine.
     List(ListArgs),
-    /// Per-function statistics of a trace: calls, inclusive and self costs,
-    /// spread.
+    /// Per-function statistics of a trace: calls, inclusive and self costs, spread
+    ///
+    /// For each probed function: its calls, and per counter the sum, the
+    /// self part (without its probed children), mean, SD, P50/P90/P99 and
+    /// max over its calls, less what the probes themselves cost when the
+    /// trace holds a calibration profile (--baseline off for raw values).
+    /// ≈ marks a median that cannot be told apart from 0. Each format is
+    /// documented in docs/report-format.md.
+    ///
+    /// Examples:
+    ///
+    ///   perfunc report -i app.perfunc                              # table, by the first counter's sum
+    ///   perfunc report -i app.perfunc --sort page-faults --self --top 10
+    ///   perfunc report -i app.perfunc --function 'parse_*' --tid 1234 --lines
+    ///   perfunc report -i app.perfunc --format json > report.json   # or csv
+    #[command(verbatim_doc_comment)]
     Report(ReportArgs),
     /// Print a trace, one line per record.
     Script(ScriptArgs),
@@ -60,8 +74,20 @@ enum Command {
     ///   perfunc flamegraph -i app.perfunc --per-thread --folded app.folded
     #[command(verbatim_doc_comment)]
     Flamegraph(FlamegraphArgs),
-    /// Compare two traces function by function: changes of the median with
-    /// confidence intervals, significance tests and verdicts.
+    /// Compare two traces function by function: changes of the median with confidence intervals, significance tests and verdicts
+    ///
+    /// Each function and counter the two traces share gets its change from
+    /// base to new, with its interval, the test behind it and a verdict.
+    /// Times need several runs a side (record --repeat); docs/diff.md says
+    /// which test each counter gets and how many runs a verdict needs.
+    ///
+    /// Examples:
+    ///
+    ///   perfunc diff base.perfunc new.perfunc                      # table
+    ///   perfunc diff base.perfunc new.perfunc --counter LLC-load-misses --threshold 2
+    ///   perfunc diff base.perfunc new.perfunc --fail-on-regression 5   # exit 3 on a regression (CI)
+    ///   perfunc diff base.perfunc new.perfunc --flamegraph diff.svg
+    #[command(verbatim_doc_comment)]
     Diff(DiffArgs),
     /// Measure what the probes cost on this machine, per class of probed
     /// instruction, and cache the profile recordings use.
@@ -263,8 +289,8 @@ pub struct ReportArgs {
     #[arg(long = "self")]
     by_self: bool,
 
-    /// Show only the first N functions.
-    #[arg(long, value_name = "N")]
+    /// Show only the first N functions (N at least 1).
+    #[arg(long, value_name = "N", value_parser = parse_top)]
     top: Option<usize>,
 
     /// Only this thread's calls. A thread that hit no probe is an error
@@ -274,7 +300,8 @@ pub struct ReportArgs {
 
     /// Only functions matching this glob (repeatable). Patterns that match
     /// none of the trace's probed functions are an error that names the
-    /// closest ones.
+    /// closest ones; patterns whose functions were never called (in the
+    /// --tid thread) an error that names the functions that were.
     #[arg(long = "function", value_name = "PATTERN")]
     functions: Vec<String>,
 
@@ -348,7 +375,8 @@ pub struct FlamegraphArgs {
     #[arg(long, value_name = "FILE")]
     folded: Option<PathBuf>,
 
-    /// Only this thread's calls.
+    /// Only this thread's calls. A thread that hit no probe is an error
+    /// that lists the threads that did.
     #[arg(long, value_name = "TID", conflicts_with = "per_thread")]
     tid: Option<u32>,
 
@@ -454,6 +482,15 @@ fn parse_stack_size(text: &str) -> Result<u32, String> {
         return Err(format!("the stack copy must be 8 to {max} bytes"));
     }
     Ok((bytes as u32 + 7) & !7)
+}
+
+fn parse_top(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of functions to show (1 or more; without --top, all)"
+        )),
+    }
 }
 
 fn parse_alpha(text: &str) -> Result<f64, String> {
@@ -648,6 +685,49 @@ mod tests {
         let flamegraph = cli.find_subcommand_mut("flamegraph").unwrap();
         let long = flamegraph.render_long_help().to_string();
         assert!(long.contains("Examples:"), "{long}");
+    }
+
+    /// `report`, `diff` and `flamegraph --help` are laid out alike: the
+    /// one-line summary, a paragraph, examples that parse, then each
+    /// option with its help on lines of its own.
+    #[test]
+    fn analysis_help_has_a_summary_examples_that_parse_and_long_options() {
+        for name in ["report", "diff", "flamegraph"] {
+            let mut cli = Cli::command();
+            let command = cli.find_subcommand_mut(name).unwrap();
+            let long = command.render_long_help().to_string();
+            let short = command.render_help().to_string();
+            let summary = short.lines().next().unwrap();
+            assert!(
+                long.starts_with(&format!("{summary}\n\n")),
+                "{name}: {long}"
+            );
+            let (before, options) = long.split_once("\nOptions:\n").unwrap();
+            let (_, examples) = before.split_once("\nExamples:\n\n").expect(&long);
+            let examples: Vec<&str> = examples
+                .lines()
+                .take_while(|l| l.starts_with("  perfunc "))
+                .collect();
+            assert!(examples.len() >= 3, "{name}: {long}");
+            for example in examples {
+                // Up to a comment or a redirection; single quotes only.
+                let line = example.split(" #").next().unwrap();
+                let line = line.split(" > ").next().unwrap();
+                let argv: Vec<&str> = line
+                    .split_whitespace()
+                    .map(|w| w.trim_matches('\''))
+                    .collect();
+                assert_eq!(argv[1], name, "{example}");
+                if let Err(err) = Cli::try_parse_from(&argv) {
+                    panic!("{name}: the example {example:?} does not parse: {err}");
+                }
+            }
+            // Each option's help on its own line under it, not beside it.
+            assert!(
+                options.contains("  -h, --help\n          Print help (see a summary with '-h')\n"),
+                "{name}: {options}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     } else {
         analyze_with_callers(&args.input, &opts, &chains)?
     };
+    check_calls_matched(&args.input, &opts, &analysis)?;
     if args.lines {
         let header = open_trace(&args.input)?.header().clone();
         add_sources(&mut analysis, &header);
@@ -44,6 +45,27 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     report::write_report(&analysis, args.format, &report_opts, &mut out)?;
     out.flush()?;
     Ok(())
+}
+
+/// With `--function`, a trace whose matching functions were probed but
+/// never called (in the `--tid` thread) is an error naming the functions
+/// that were, instead of an empty report.
+fn check_calls_matched(
+    path: &Path,
+    opts: &AnalysisOptions,
+    analysis: &Analysis,
+) -> anyhow::Result<()> {
+    if opts.functions.is_empty() || analysis.functions.iter().any(|f| f.calls > 0) {
+        return Ok(());
+    }
+    let all = AnalysisOptions {
+        functions: Vec::new(),
+        ..opts.clone()
+    };
+    let unfiltered = analysis::analyze(open_trace(path)?, &all)
+        .with_context(|| format!("failed to analyze {}", path.display()))?;
+    Err(analysis::no_call_matches(opts, &unfiltered))
+        .with_context(|| format!("failed to analyze {}", path.display()))
 }
 
 /// Fills in each function's source location from its binary's line

@@ -161,9 +161,17 @@ fn report_lines_name_the_source() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let source = report["functions"][0]["source"].as_str().unwrap();
+    let lib = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chains_lib.c"),
+    )
+    .unwrap();
+    let defined = 1 + lib
+        .lines()
+        .position(|l| l.starts_with("NOINLINE long cc_probed("))
+        .unwrap();
     assert!(
-        source.ends_with("tests/fixtures/chains_lib.c:9"),
-        "{source}"
+        source.ends_with(&format!("tests/fixtures/chains_lib.c:{defined}")),
+        "{source}, defined at line {defined}"
     );
 }
 

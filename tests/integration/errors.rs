@@ -171,6 +171,21 @@ fn usage_errors_exit_2() {
     run_expect(&["record", "-f"], 2);
 }
 
+/// `report --top 0` would print an empty table: a usage error instead.
+#[test]
+fn report_top_0_is_a_usage_error() {
+    let err = stderr_of(&["report", "--top", "0"], 2);
+    assert_eq!(
+        err.lines().next().unwrap(),
+        "error: invalid value '0' for '--top <N>': `0` is not a number of functions \
+         to show (1 or more; without --top, all)"
+    );
+}
+
+/// `list --events` on this machine: why counters fail comes first, each
+/// reason once, as errno names (never "No such file or directory (os
+/// error 2)" on every row); every row points at its reason and the
+/// columns line up under their headers.
 #[test]
 fn unavailable_counters_are_explained() {
     if !probes_available() {
@@ -178,19 +193,75 @@ fn unavailable_counters_are_explained() {
     }
     let out = run_expect(&["list", "--events"], 0);
     let text = String::from_utf8(out.stdout).unwrap();
-    let task_clock = text
-        .lines()
-        .find(|l| l.starts_with("task-clock "))
-        .expect(&text);
-    assert!(task_clock.ends_with("ok"), "{task_clock}");
+    assert!(!text.contains("os error"), "{text}");
+    let (reasons, table) = match text.split_once("\n\nCOUNTER ") {
+        Some((reasons, rest)) => (reasons, format!("COUNTER {rest}")),
+        None => ("", text.clone()),
+    };
+    let reasons: Vec<&str> = reasons.lines().collect();
+    if let Some((first, listed)) = reasons.split_first() {
+        assert_eq!(*first, "Counters that do not open here, and why:", "{text}");
+        for (i, reason) in listed.iter().enumerate() {
+            assert!(reason.starts_with(&format!("  [{}] ", i + 1)), "{text}");
+            assert_eq!(
+                listed.iter().filter(|r| r[5..] == reason[5..]).count(),
+                1,
+                "a reason given twice: {text}"
+            );
+        }
+    }
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let column = |name: &str| header.find(name).unwrap();
+    let (kind, unit, status) = (column("KIND"), column("UNIT"), column("STATUS"));
+    assert!(
+        header.starts_with("COUNTER ") && header.ends_with("STATUS"),
+        "{header}"
+    );
+    let mut rows = 0;
+    for row in lines {
+        rows += 1;
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(row.find(fields[1]), Some(kind), "KIND misaligned: {row}");
+        assert_eq!(&row[unit..unit + fields[2].len()], fields[2], "UNIT: {row}");
+        assert_eq!(row[unit + fields[2].len()..status].trim(), "", "{row}");
+        let state = &row[status..];
+        if state != "ok" {
+            let n: usize = state
+                .strip_prefix("unavailable: ")
+                .and_then(|s| s.split_once(" ["))
+                .and_then(|(errno, n)| {
+                    assert!(errno.starts_with('E'), "an errno name: {row}");
+                    n.strip_suffix(']')?.parse().ok()
+                })
+                .unwrap_or_else(|| panic!("a status: {row}"));
+            assert!(
+                (1..reasons.len()).contains(&n),
+                "reason [{n}] listed: {text}"
+            );
+        }
+    }
+    assert_eq!(rows, perfunc::events::known_counters().len(), "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .expect(&text)
+    };
+    assert!(row("task-clock").ends_with(" software  nanoseconds  ok"));
     let has_pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
-    let llc = text
-        .lines()
-        .find(|l| l.starts_with("LLC-load-misses "))
-        .expect(&text);
-    assert_eq!(llc.ends_with("ok"), has_pmu, "{llc}");
+    assert_eq!(row("LLC-load-misses").ends_with("  ok"), has_pmu, "{text}");
     if !has_pmu {
-        assert!(text.contains("ENOENT"), "{text}");
+        // Every hardware counter fails for the one reason, given first.
+        assert!(
+            reasons[1].starts_with("  [1] ENOENT (2): this machine exposes no hardware PMU"),
+            "{text}"
+        );
+        for name in ["cpu-cycles", "LLC-load-misses", "dTLB-load-misses"] {
+            assert!(
+                row(name).ends_with("  count        unavailable: ENOENT [1]"),
+                "{text}"
+            );
+        }
     }
 }
 
@@ -546,6 +617,9 @@ fn record_without_anything_to_probe_says_f_or_k_with_examples() {
     );
 }
 
+/// `report --function` and `--tid` (and `flamegraph --tid`) that select
+/// no call are errors, exit 1, naming what there is instead of printing
+/// an empty table.
 #[test]
 fn report_filters_that_match_nothing_say_so_and_exit_1() {
     if !probes_available() {
@@ -553,18 +627,84 @@ fn report_filters_that_match_nothing_say_so_and_exit_1() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bin = workloads().to_str().unwrap();
-    let out = record(&dir, "task-clock", &["pf_leaf"], &[bin, "loop", "10"]);
+    // pf_fib is probed but never called in loop mode.
+    let out = record(
+        &dir,
+        "task-clock",
+        &["pf_leaf", "pf_fib"],
+        &[bin, "loop", "10"],
+    );
     let path = out.to_str().unwrap();
+    let tid = trace(&out).samples[0].tid;
+    let failed = format!("perfunc: error: failed to analyze {path}: ");
     let err = stderr_of(&["report", "-i", path, "--function", "pf_leef"], 1);
-    assert!(
-        err.contains("no function in the trace matches 'pf_leef'; did you mean 'pf_leaf'?"),
-        "{err}"
+    assert_eq!(
+        err,
+        format!("{failed}no function in the trace matches 'pf_leef'; did you mean 'pf_leaf'?\n")
     );
-    let err = stderr_of(&["report", "-i", path, "--tid", "1"], 1);
-    assert!(
-        err.contains("thread 1 hit no probe in this trace; the threads that did: "),
-        "{err}"
+    let err = stderr_of(&["report", "-i", path, "--function", "nosuch*"], 1);
+    assert_eq!(
+        err,
+        format!(
+            "{failed}no function in the trace matches 'nosuch*'; its functions: pf_leaf, pf_fib\n"
+        )
     );
+    let err = stderr_of(&["report", "-i", path, "--function", "pf_fib"], 1);
+    assert_eq!(
+        err,
+        format!(
+            "{failed}no call of a function matching 'pf_fib' (probed, but never called); \
+             the functions called: pf_leaf\n"
+        )
+    );
+    let tid_arg = tid.to_string();
+    let err = stderr_of(
+        &[
+            "report",
+            "-i",
+            path,
+            "--tid",
+            &tid_arg,
+            "--function",
+            "pf_f*",
+        ],
+        1,
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{failed}no call of a function matching 'pf_f*' in thread {tid}; \
+             the functions it called: pf_leaf\n"
+        )
+    );
+    let no_thread =
+        format!("{failed}thread 1 hit no probe in this trace; the threads that did: {tid}\n");
+    assert_eq!(
+        stderr_of(&["report", "-i", path, "--tid", "1"], 1),
+        no_thread
+    );
+    let svg = dir.path().join("t.svg");
+    let svg = svg.to_str().unwrap();
+    assert_eq!(
+        stderr_of(&["flamegraph", "-i", path, "--tid", "1", "-o", svg], 1),
+        no_thread
+    );
+    assert!(!std::path::Path::new(svg).exists());
+    // The filters that match report as before.
+    let out = run_expect(
+        &[
+            "report",
+            "-i",
+            path,
+            "--tid",
+            &tid_arg,
+            "--function",
+            "pf_l*",
+        ],
+        0,
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("\npf_leaf  (10 calls)\n"), "{table}");
 }
 
 /// `pf_locked` starts with `lock incl (%rdi)`, on which the kernel places

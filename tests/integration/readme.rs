@@ -126,3 +126,64 @@ fn the_first_example_records_what_it_shows_with_bpftraces_counts() {
         None => eprintln!("skipped the bpftrace comparison: no bpftrace"),
     }
 }
+
+/// `text` with every run of whitespace one space (README lines wrap).
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The bold per-call wall times (µs) of `perfunc record` in the table of
+/// docs/performance.md under `heading`: run 1 and run 2.
+fn perfunc_per_call(performance: &str, heading: &str) -> (f64, f64) {
+    let table = performance.split_once(heading).expect(heading).1;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| **perfunc record** |"))
+        .expect("a perfunc record row");
+    // | tool | wall, N | wall, 1 | wall per call | ...
+    let cell = row.split('|').nth(4).unwrap().trim().trim_matches('*');
+    let (a, b) = cell.split_once(" / ").expect(cell);
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// The Known limits quote what a user pays per probed call, as measured in
+/// docs/performance.md (entry and return probes with their records), not
+/// estimates per instruction class.
+#[test]
+fn the_probe_costs_in_the_readme_are_the_measured_per_call_costs() {
+    let readme = flat(include_str!("../../README.md"));
+    let performance = include_str!("../../docs/performance.md");
+    let (push1, push2) = perfunc_per_call(performance, "**`bench_push`**");
+    let (step1, step2) = perfunc_per_call(performance, "**`bench_step`**");
+    let push = format!("{:.1}", (push1 + push2) / 2.0);
+    let step = format!("{}–{}", step1.min(step2).floor(), step1.max(step2).floor());
+    let quoted = format!(
+        "A probed call costs about {push} µs more where the kernel emulates the \
+         function's first instruction (`push`, `nop`), and {step} µs more where \
+         it single-steps it"
+    );
+    assert!(readme.contains(&quoted), "the README should say: {quoted}");
+}
+
+/// What the README says `.ci/run` installs is what it installs.
+#[test]
+fn the_readme_names_what_ci_run_installs() {
+    let readme = flat(include_str!("../../README.md"));
+    let run = include_str!("../../.ci/run");
+    let packages: Vec<&str> = run
+        .lines()
+        .find_map(|l| l.split_once("apt-get install -y -qq ").map(|(_, p)| p))
+        .expect("an apt-get install line")
+        .split_whitespace()
+        .collect();
+    let (last, rest) = packages.split_last().unwrap();
+    let said = format!("`.ci/run` installs {} and {last}", rest.join(", "));
+    assert!(readme.contains(&said), "the README should say: {said}");
+    // How long the first build takes, in minutes.
+    let build = readme
+        .split_once("The first build takes ")
+        .expect("the first build's time")
+        .1;
+    let build = build.split_once(": ").unwrap().0;
+    assert!(build.ends_with(" minutes"), "{build}");
+}
