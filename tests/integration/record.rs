@@ -299,7 +299,9 @@ fn attach_to_a_running_process() {
     target.wait().unwrap();
     let t = trace(&out);
     let (entries, returns) = counts(&t, "pf_leaf");
-    assert!(entries > 100, "{entries} calls in 1 s of a 1 ms loop");
+    // About 1,000 on this host; under emulation (the VM tier's guests,
+    // where every probe hit costs far more) as few as 70 were seen.
+    assert!(entries >= 20, "{entries} calls in 1 s of a 1 ms loop");
     assert!(
         entries.abs_diff(returns) <= 1,
         "{entries} entries, {returns} returns"
