@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use perfunc_calibrate::{Profile, ProfileKey, Statistic};
 
 use crate::events::CounterSpec;
-use crate::trace::{Chunk, RecordKind, TraceError, TraceHeader, TraceReader};
+use crate::trace::{Chunk, OwnedSample, RecordKind, TraceError, TraceHeader, TraceReader};
 
 /// The probe mechanisms a profile was measured with: uprobes placed
 /// through tracefs, and system-call tracepoint pairs (class
@@ -77,11 +77,35 @@ pub fn deltas<R: Read>(mut reader: TraceReader<R>) -> Result<CalibrationDeltas, 
             samples.extend(block.iter().map(crate::trace::OwnedSample::from));
         }
     }
+    let counters: Vec<String> = header.counters.iter().map(|c| c.name.clone()).collect();
+    Ok(deltas_of(
+        samples,
+        |probe| {
+            header
+                .probes
+                .get(probe as usize)
+                .map(|p| (p.raw_name.as_str(), p.class.as_str()))
+        },
+        &counters,
+    ))
+}
+
+/// Pairs calibration samples, whose probe `p` is the symbol and class
+/// `site(p)`, and collects the deltas of `counters` (the samples' values,
+/// in order). A sample of a probe `site` does not know is left out.
+pub fn deltas_of<'a>(
+    mut samples: Vec<OwnedSample>,
+    site: impl Fn(u32) -> Option<(&'a str, &'a str)>,
+    counters: &[String],
+) -> CalibrationDeltas {
     samples.sort_by_key(|s| (s.tid, s.time));
     let mut own: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     let mut nested: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     let mut stacks: HashMap<u32, Vec<Open>> = HashMap::new();
     for s in samples {
+        let Some((raw_name, class)) = site(s.probe) else {
+            continue;
+        };
         let stack = stacks.entry(s.tid).or_default();
         match s.kind {
             RecordKind::Entry => stack.push(Open {
@@ -96,26 +120,23 @@ pub fn deltas<R: Read>(mut reader: TraceReader<R>) -> Result<CalibrationDeltas, 
                     stack.clear();
                     continue;
                 }
-                let site = &header.probes[s.probe as usize];
-                let (into, class) = if site.raw_name == NEST_SYMBOL {
+                let (into, key_class) = if raw_name == NEST_SYMBOL {
                     match &open.child_class {
                         Some(child) => (&mut nested, child.clone()),
                         None => continue,
                     }
                 } else {
-                    (&mut own, site.class.clone())
+                    (&mut own, class.to_owned())
                 };
-                for (counter, (end, start)) in header
-                    .counters
-                    .iter()
-                    .zip(s.values.iter().zip(&open.values))
+                for (counter, (end, start)) in
+                    counters.iter().zip(s.values.iter().zip(&open.values))
                 {
-                    into.entry((class.clone(), counter.name.clone()))
+                    into.entry((key_class.clone(), counter.clone()))
                         .or_default()
                         .push(end.wrapping_sub(*start) as i64 as f64);
                 }
                 if let Some(parent) = stack.last_mut() {
-                    parent.child_class = Some(site.class.clone());
+                    parent.child_class = Some(class.to_owned());
                 }
             }
         }
@@ -125,10 +146,20 @@ pub fn deltas<R: Read>(mut reader: TraceReader<R>) -> Result<CalibrationDeltas, 
             .map(|((class, counter), v)| (class, counter, v))
             .collect()
     };
-    Ok(CalibrationDeltas {
+    CalibrationDeltas {
         own: flatten(own),
         nested: flatten(nested),
-    })
+    }
+}
+
+/// The 1-minute load average (`/proc/loadavg`), if it can be read.
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// What the probes of each probe site cost, per counter: the `own` and

@@ -50,7 +50,7 @@ mod targets;
 
 pub use compensate::{compensate, exclusive, within_noise};
 pub use error::CalibrationError;
-pub use profile::{Baseline, Profile, ProfileKey, PROFILE_VERSION};
+pub use profile::{Baseline, Profile, ProfileKey, Source, PROFILE_VERSION};
 pub use stats::{
     median_ci, median_ci_ranks, percentile, summarize, Statistic, Summary, MEDIAN_CI_EXACT_MAX,
 };

@@ -63,6 +63,33 @@ pub struct Baseline {
     pub counter: String,
     /// The deltas, over every round.
     pub summary: Summary,
+    /// Taken from the cached profile into a profile measured in a run
+    /// ([`Source::InRun`]), for a class the run could not measure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+}
+
+/// Where a profile's baselines were measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// By `perfunc calibrate` (or a recording's first use of a counter
+    /// set), in processes of its own, then cached.
+    #[default]
+    Calibrate,
+    /// In the recorded command's own process, just before it started
+    /// (baselines marked [`Baseline::cached`] aside).
+    InRun,
+}
+
+impl Source {
+    /// The name in profiles and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Calibrate => "calibrate",
+            Source::InRun => "in-run",
+        }
+    }
 }
 
 /// A calibration profile: every baseline measured for one [`ProfileKey`].
@@ -87,6 +114,16 @@ pub struct Profile {
     /// measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nested: Vec<Baseline>,
+    /// Where it was measured; absent (calibrate) in older profiles.
+    #[serde(default)]
+    pub source: Source,
+    /// The machine's 1-minute load average when it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loadavg: Option<f64>,
+    /// When the cached profile its [`Baseline::cached`] baselines come
+    /// from was measured, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_created_unix: Option<u64>,
 }
 
 impl Profile {
@@ -108,7 +145,51 @@ impl Profile {
             rounds,
             baselines: baselines_of(deltas),
             nested: Vec::new(),
+            source: Source::Calibrate,
+            loadavg: None,
+            cached_created_unix: None,
         }
+    }
+
+    /// Takes from `cached` every baseline (own and nested) whose class
+    /// this profile has none of, for no counter, marking it
+    /// [`Baseline::cached`]: a profile measured in a run holds only the
+    /// classes the run probes, and the rest (system calls, kernel
+    /// functions) come from the cache.
+    pub fn fill_from(&mut self, cached: &Profile) {
+        let has = |list: &[Baseline], class: &str| list.iter().any(|b| b.class == class);
+        let own: Vec<Baseline> = cached
+            .baselines
+            .iter()
+            .filter(|b| !has(&self.baselines, &b.class))
+            .cloned()
+            .collect();
+        let nested: Vec<Baseline> = cached
+            .nested
+            .iter()
+            .filter(|b| !has(&self.nested, &b.class) && !has(&self.baselines, &b.class))
+            .cloned()
+            .collect();
+        if own.is_empty() && nested.is_empty() {
+            return;
+        }
+        for (list, add) in [(&mut self.baselines, own), (&mut self.nested, nested)] {
+            list.extend(add.into_iter().map(|b| Baseline { cached: true, ..b }));
+            list.sort_by(|a, b| (&a.class, &a.counter).cmp(&(&b.class, &b.counter)));
+        }
+        self.cached_created_unix = Some(cached.created_unix);
+    }
+
+    /// The classes of the baselines, once each, in order.
+    pub fn classes(&self, cached: bool) -> Vec<&str> {
+        let mut classes: Vec<&str> = self
+            .baselines
+            .iter()
+            .filter(|b| b.cached == cached)
+            .map(|b| b.class.as_str())
+            .collect();
+        classes.dedup();
+        classes
     }
 
     /// Sets [`Profile::nested`] from raw deltas of the nesting target:
@@ -183,6 +264,7 @@ fn baselines_of(deltas: impl IntoIterator<Item = (String, String, Vec<f64>)>) ->
                 class,
                 counter,
                 summary,
+                cached: false,
             })
         })
         .collect()
@@ -328,6 +410,64 @@ mod tests {
         assert_eq!(Profile::from_json(&text).unwrap(), p);
         p.set_nested([entry("ret", "task-clock", &[1.0])]);
         assert_eq!(Profile::from_json(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn a_run_profile_takes_only_the_classes_it_lacks_from_the_cache() {
+        let mut run = Profile::from_deltas(
+            key(),
+            1_800_000_000,
+            1000,
+            1,
+            [entry("push-rbp", "task-clock", &[1500.0])],
+        );
+        run.source = Source::InRun;
+        run.set_nested([entry("push-rbp", "task-clock", &[3000.0])]);
+        let mut cached = profile();
+        cached.set_nested([
+            entry("ret", "task-clock", &[15_000.0]),
+            entry("push-rbp", "task-clock", &[2000.0]),
+        ]);
+        run.fill_from(&cached);
+        let own: Vec<(&str, &str, bool)> = run
+            .baselines
+            .iter()
+            .map(|b| (b.class.as_str(), b.counter.as_str(), b.cached))
+            .collect();
+        // push-rbp page-faults is not taken: the run measured push-rbp.
+        assert_eq!(
+            own,
+            [
+                ("push-rbp", "task-clock", false),
+                ("ret", "task-clock", true)
+            ]
+        );
+        assert_eq!(
+            run.own_cost("push-rbp", "task-clock", Statistic::Median),
+            Some(1500.0)
+        );
+        assert_eq!(
+            run.own_cost("ret", "task-clock", Statistic::Median),
+            Some(12_600.0)
+        );
+        let nested: Vec<(&str, bool)> = run
+            .nested
+            .iter()
+            .map(|b| (b.class.as_str(), b.cached))
+            .collect();
+        assert_eq!(nested, [("push-rbp", false), ("ret", true)]);
+        assert_eq!(run.cached_created_unix, Some(1_700_000_000));
+        assert_eq!(run.classes(false), ["push-rbp"]);
+        assert_eq!(run.classes(true), ["ret"]);
+        let text = run.to_json();
+        assert!(text.contains("\"source\": \"in-run\""), "{text}");
+        assert_eq!(Profile::from_json(&text).unwrap(), run);
+        // An older profile has no source: calibrate.
+        let mut value: serde_json::Value = serde_json::from_str(&profile().to_json()).unwrap();
+        value.as_object_mut().unwrap().remove("source");
+        let old = Profile::from_json(&value.to_string()).unwrap();
+        assert_eq!(old.source, Source::Calibrate);
+        assert!(!profile().to_json().contains("cached\": true"));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Taking the probes' cost out of the calls: the costs of every probe in
 //! whole counter units, and the noise test of a calibrated median.
 
-use perfunc_calibrate::{Statistic, Summary as Baseline};
+use perfunc_calibrate::{Source, Statistic, Summary as Baseline};
 
-use super::{AnalysisError, CalibrationInfo};
+use super::{AnalysisError, BaselineNoise, CalibrationInfo};
 use crate::calibration::{profile_of, ProbeCosts};
 use crate::trace::TraceHeader;
 
@@ -48,12 +48,7 @@ impl Compensation {
             own: rounded(&costs.own),
             descendant: rounded(&costs.descendant),
             baselines: costs.baselines,
-            info: CalibrationInfo {
-                statistic,
-                profile: profile.key,
-                rounds: profile.rounds,
-                calls_per_round: profile.calls_per_round,
-            },
+            info: CalibrationInfo::of(header, profile, statistic),
         }))
     }
 
@@ -87,6 +82,64 @@ impl Compensation {
     ) -> Option<bool> {
         let baseline = self.baselines[probe as usize][counter].as_ref()?;
         Some(perfunc_calibrate::within_noise(p50, baseline, ci))
+    }
+}
+
+impl CalibrationInfo {
+    /// What a report says of `profile`, stored in the trace of `header`.
+    fn of(header: &TraceHeader, profile: perfunc_calibrate::Profile, statistic: Statistic) -> Self {
+        let recorded = (header.created_unix_ns / 1_000_000_000) as i64;
+        let own = |cached: bool| -> Vec<String> {
+            profile
+                .classes(cached)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        let (in_run_classes, cached_classes, age_s) = match profile.source {
+            Source::InRun => (own(false), own(true), 0),
+            Source::Calibrate => (
+                Vec::new(),
+                own(false),
+                recorded - profile.created_unix as i64,
+            ),
+        };
+        let cached_age_s = match profile.source {
+            Source::InRun => profile.cached_created_unix.map(|t| recorded - t as i64),
+            Source::Calibrate => Some(age_s),
+        };
+        let noise = header
+            .counters
+            .iter()
+            .filter_map(|c| {
+                let mads = profile
+                    .baselines
+                    .iter()
+                    .filter(|b| b.counter == c.name)
+                    .map(|b| b.summary.mad);
+                let (min, max) = mads.fold(None, |acc: Option<(f64, f64)>, m| {
+                    Some(acc.map_or((m, m), |(lo, hi)| (lo.min(m), hi.max(m))))
+                })?;
+                Some(BaselineNoise {
+                    counter: c.name.clone(),
+                    min_mad: min,
+                    max_mad: max,
+                })
+            })
+            .collect();
+        CalibrationInfo {
+            statistic,
+            noise,
+            source: profile.source,
+            age_s,
+            loadavg: profile.loadavg,
+            in_run_classes,
+            cached_classes,
+            cached_age_s,
+            rounds: profile.rounds,
+            calls_per_round: profile.calls_per_round,
+            profile: profile.key,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use perfunc_calibrate::{ProfileKey, Statistic};
+use perfunc_calibrate::{ProfileKey, Source, Statistic};
 use serde::Serialize;
 
 use crate::events::{CounterSpec, Unit};
@@ -286,6 +286,38 @@ pub struct CalibrationInfo {
     pub rounds: u32,
     /// Calls of each calibration target per round.
     pub calls_per_round: u64,
+    /// Where the profile was measured: in the recorded command's process
+    /// just before it started (`in-run`), or by `perfunc calibrate` and
+    /// cached (`calibrate`).
+    pub source: Source,
+    /// Seconds from the profile's measurement to the recording's start
+    /// (0 for an in-run profile; negative if the clock went back).
+    pub age_s: i64,
+    /// The 1-minute load average when the profile was measured, if known.
+    pub loadavg: Option<f64>,
+    /// The classes measured in the run (empty for a cached profile).
+    pub in_run_classes: Vec<String>,
+    /// The classes taken from a cached profile: all of a cached one's, or
+    /// those an in-run profile could not measure (system calls, kernel
+    /// functions).
+    pub cached_classes: Vec<String>,
+    /// Seconds from the measurement of those cached baselines to the
+    /// recording's start, if any were used.
+    pub cached_age_s: Option<i64>,
+    /// Per counter, the smallest and largest MAD of the profile's
+    /// baselines: the noise a calibrated median is judged against.
+    pub noise: Vec<BaselineNoise>,
+}
+
+/// The noise of a profile's baselines of one counter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineNoise {
+    /// The counter.
+    pub counter: String,
+    /// The smallest MAD of its baselines.
+    pub min_mad: f64,
+    /// The largest.
+    pub max_mad: f64,
 }
 
 /// What is wrong with a call that breaks an invariant of counting.

@@ -7,29 +7,39 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use perfunc_calibrate::Profile;
+use std::sync::Arc;
+
+use perfunc_calibrate::{Profile, Source};
 
 use super::record::{select_counters, Plan};
 use super::CalibrateArgs;
 use crate::calibration::{self, CalibrationDeltas, CALIBRATION_SYSCALL, TARGET_PATTERN};
 use crate::events::{CounterSpec, Unit};
 use crate::output::{open_nofollow, AtomicOutput};
-use crate::probe::{pmu, RecordTarget};
+use crate::probe::{pmu, Burst, Place, ProbeTarget, RecordTarget};
 use crate::report::format_value;
+use crate::symbols::FunctionSpec;
 use crate::trace::TraceReader;
+use crate::trace::{OwnedSample, TraceHeader};
 
 /// Calls of each target per round by default.
 pub const DEFAULT_CALLS: u64 = 1_000;
+/// Calls of each target, alone and nested, in a recording's in-run
+/// calibration.
+pub const IN_RUN_CALLS: u64 = 1_000;
 /// Rounds (separate processes) by default.
 pub const DEFAULT_ROUNDS: u32 = 3;
 
 /// Which profile a recording stores and a report compensates with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CalibrationMode {
-    /// The cached profile for this machine and counter set, measured first
-    /// when there is none.
+    /// Measured in the run, in the command's own process just before it
+    /// starts, where perfunc starts it; otherwise [`CalibrationMode::Cached`].
     #[default]
     Auto,
+    /// The cached profile for this machine and counter set, measured first
+    /// when there is none.
+    Cached,
     /// No calibration: reports show raw values.
     Off,
     /// A profile file written by `perfunc calibrate -o`.
@@ -42,8 +52,9 @@ impl std::str::FromStr for CalibrationMode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "auto" => CalibrationMode::Auto,
+            "cached" => CalibrationMode::Cached,
             "off" => CalibrationMode::Off,
-            "" => return Err("give auto, off or a profile file".into()),
+            "" => return Err("give auto, cached, off or a profile file".into()),
             path => CalibrationMode::File(PathBuf::from(path)),
         })
     }
@@ -163,6 +174,7 @@ pub fn measure(counters: &[CounterSpec], calls: u64, rounds: u32) -> anyhow::Res
         .as_secs();
     let mut profile = Profile::from_deltas(key, created, calls, rounds, all.own);
     profile.set_nested(all.nested);
+    profile.loadavg = calibration::loadavg();
     Ok(profile)
 }
 
@@ -278,7 +290,7 @@ pub fn profile_for_recording(
             );
             Ok(Some(profile))
         }
-        CalibrationMode::Auto => {
+        CalibrationMode::Auto | CalibrationMode::Cached => {
             let key = calibration::key(counters, &pmu::kernel_release(), &pmu::cpu_model());
             let mut dir = calibration::cache_dir();
             // A directory that is there must be safe to read; one that is
@@ -323,6 +335,122 @@ pub fn profile_for_recording(
             Ok(Some(profile))
         }
     }
+}
+
+/// The burst of an in-run calibration: perfunc's targets of `classes`
+/// (the classes where a recording's probes go) and of the nesting
+/// target's class, alone and inside the nesting target, called
+/// [`IN_RUN_CALLS`] times each by the command's process before its exec,
+/// under the recording's counter group. Its deltas become the trace's
+/// profile, [`Source::InRun`]; classes it does not measure are taken from
+/// `cached` when given. `None` where perfunc has no targets (not x86-64)
+/// or none of `classes` has one.
+pub fn in_run_burst(
+    counters: &[CounterSpec],
+    classes: &[&str],
+    cached: Option<Profile>,
+) -> anyhow::Result<Option<Burst>> {
+    let mut own: Vec<&'static str> = perfunc_calibrate::targets()
+        .iter()
+        .map(|t| t.class)
+        .filter(|c| classes.contains(c))
+        .collect();
+    if own.is_empty() {
+        return Ok(None);
+    }
+    let nest = perfunc_calibrate::nest_target();
+    if let Some(nest) = nest {
+        if !own.contains(&nest.class) {
+            own.push(nest.class);
+        }
+    }
+    let symbols: Vec<&str> = perfunc_calibrate::targets()
+        .iter()
+        .filter(|t| own.contains(&t.class))
+        .map(|t| t.symbol)
+        .chain(nest.map(|n| n.symbol))
+        .collect();
+    let exe = std::env::current_exe().context("cannot find perfunc's own executable")?;
+    let spec: FunctionSpec = TARGET_PATTERN.parse()?;
+    let found = crate::symbols::resolve(&exe, &[spec])
+        .context("cannot find perfunc's calibration targets in its own executable")?;
+    let mut sites = Vec::new();
+    let mut probes = Vec::new();
+    for r in found
+        .iter()
+        .filter(|r| symbols.contains(&r.function.raw_name.as_str()))
+    {
+        probes.push(ProbeTarget {
+            probe_id: probes.len() as u32,
+            function: r.function.raw_name.clone(),
+            place: Place::Uprobe {
+                binary: r.binary.path.clone(),
+                offset: r.function.offset.0,
+            },
+        });
+        sites.push((
+            r.function.raw_name.clone(),
+            r.function.class.name().to_owned(),
+        ));
+    }
+    anyhow::ensure!(
+        probes.len() == symbols.len(),
+        "perfunc's own executable lacks calibration targets: found {} of {}",
+        probes.len(),
+        symbols.len()
+    );
+    let nested = own.clone();
+    let run = move || {
+        for class in &own {
+            perfunc_calibrate::run(Some(class), IN_RUN_CALLS);
+        }
+        for class in &nested {
+            perfunc_calibrate::run_nested(Some(class), IN_RUN_CALLS);
+        }
+    };
+    let names: Vec<String> = counters.iter().map(|c| c.name.clone()).collect();
+    let key = calibration::key(counters, &pmu::kernel_release(), &pmu::cpu_model());
+    let done = move |samples: &[OwnedSample], header: &mut TraceHeader| {
+        let deltas = calibration::deltas_of(
+            samples.to_vec(),
+            |probe| {
+                sites
+                    .get(probe as usize)
+                    .map(|(raw, class)| (raw.as_str(), class.as_str()))
+            },
+            &names,
+        );
+        if deltas.own.is_empty() {
+            eprintln!(
+                "perfunc: warning: the calibration in the command's process recorded nothing \
+                 ({} records); {}",
+                samples.len(),
+                if cached.is_some() {
+                    "using the cached profile"
+                } else {
+                    "values are not calibrated"
+                }
+            );
+            return;
+        }
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let mut profile = Profile::from_deltas(key.clone(), created, IN_RUN_CALLS, 1, deltas.own);
+        profile.set_nested(deltas.nested);
+        profile.source = Source::InRun;
+        profile.loadavg = calibration::loadavg();
+        if let Some(cached) = &cached {
+            profile.fill_from(cached);
+        }
+        header.calibration = serde_json::from_str(&profile.to_json()).ok();
+    };
+    Ok(Some(Burst {
+        probes,
+        run: Arc::new(run),
+        done: Arc::new(done),
+    }))
 }
 
 fn print_profile(profile: &Profile, counters: &[CounterSpec]) {

@@ -188,9 +188,11 @@ pub struct RecordArgs {
     quiet: bool,
 
     /// Probe costs to store with the trace for `perfunc report` to
-    /// subtract: `auto` (the cached profile for this machine and counters,
-    /// measured once when missing), `off`, or a profile file.
-    #[arg(long, value_name = "auto|off|FILE", default_value = "auto")]
+    /// subtract: `auto` (measured in the command's own process just before
+    /// it starts; with -p, -a or kernel probes, the cached profile for this
+    /// machine and counters, measured once when missing), `cached` (that
+    /// profile only), `off`, or a profile file.
+    #[arg(long, value_name = "auto|cached|off|FILE", default_value = "auto")]
     calibration: calibrate::CalibrationMode,
 
     /// Record each probed call's callers: `fp` (the kernel walks frame

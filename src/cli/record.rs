@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 
-use super::calibrate::{profile_for_recording, CalibrationMode};
+use super::calibrate::{in_run_burst, profile_for_recording, CalibrationMode};
 use super::kernel::{self, KernelSite};
 use super::units::human_bytes;
 use super::RecordArgs;
@@ -126,7 +126,7 @@ impl Plan {
     pub fn record(&self) -> anyhow::Result<Outcome> {
         let resolved = self.resolve_functions()?;
         let kernel_sites = kernel::resolve(&self.kernel)?;
-        let calibration = profile_for_recording(&self.calibration, &self.counters, self.quiet)?;
+        let (calibration, burst) = self.calibration(&resolved, &kernel_sites)?;
         let follow = probe::resolve_follow(self.follow, &self.target)?;
         let mut header = self.header(&resolved, &kernel_sites);
         header.follow = Some(follow.name().to_owned());
@@ -170,14 +170,16 @@ impl Plan {
             callchain: self.callchain,
             follow,
             repeat: self.repeat,
+            burst,
         };
+        // The header is written with the first records: an in-run
+        // calibration puts its profile in it once the command has started.
         let mut writer =
-            TraceWriter::new(BufWriter::with_capacity(1 << 20, out.file()), &header)
+            TraceWriter::deferred(BufWriter::with_capacity(1 << 20, out.file()), &header)
                 .with_context(|| format!("failed to write {}", out.temp_path().display()))?;
-        let header_bytes = writer.bytes_written();
         let recorded = probe::record(&opts, &mut writer);
         let (bytes, samples) = (writer.bytes_written(), writer.samples_written());
-        let mut written = bytes > header_bytes;
+        let mut written = writer.chunk_bytes_written() > 0;
         let failed = match recorded {
             Ok(result) => match writer.finish(&result.footer).map(drop) {
                 Ok(()) => {
@@ -199,7 +201,7 @@ impl Plan {
             },
             Err(e) => {
                 let _ = writer.flush();
-                written = writer.bytes_written() > header_bytes;
+                written = writer.chunk_bytes_written() > 0;
                 drop(writer);
                 let writing = matches!(e, probe::ProbeError::Trace(_));
                 let e = anyhow::Error::from(e);
@@ -223,6 +225,43 @@ impl Plan {
             }
         }
         Err(failed)
+    }
+
+    /// The profile the trace header starts with, and the burst that
+    /// measures the probes' cost in the command's process when that is
+    /// how this recording is calibrated (`--calibration auto` with a
+    /// command, and functions to probe): then the profile is the cached
+    /// one only when kernel probes need its classes, and the burst's
+    /// measurement replaces it in the header.
+    fn calibration(
+        &self,
+        resolved: &[Resolved],
+        kernel_sites: &[KernelSite],
+    ) -> anyhow::Result<(Option<perfunc_calibrate::Profile>, Option<probe::Burst>)> {
+        let in_run = self.calibration == CalibrationMode::Auto
+            && matches!(self.target, RecordTarget::Command(_))
+            && !resolved.is_empty();
+        if in_run {
+            let mut classes: Vec<&str> = resolved
+                .iter()
+                .map(|r| self.placement(&r.function).1.name())
+                .collect();
+            classes.sort_unstable();
+            classes.dedup();
+            let cached = match kernel_sites.is_empty() {
+                true => None,
+                false => {
+                    profile_for_recording(&CalibrationMode::Cached, &self.counters, self.quiet)?
+                }
+            };
+            if let Some(burst) = in_run_burst(&self.counters, &classes, cached.clone())? {
+                return Ok((cached, Some(burst)));
+            }
+        }
+        Ok((
+            profile_for_recording(&self.calibration, &self.counters, self.quiet)?,
+            None,
+        ))
     }
 
     /// Where the probes of `f` go, and the class of the instruction there.

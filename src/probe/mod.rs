@@ -28,6 +28,6 @@ pub mod tracefs;
 
 pub use error::ProbeError;
 pub use session::{
-    kernel_inherits_sample_read, record, resolve_follow, Callchain, Follow, Place, ProbeTarget,
-    RecordOptions, RecordResult, RecordTarget,
+    kernel_inherits_sample_read, record, resolve_follow, Burst, Callchain, Follow, Place,
+    ProbeTarget, RecordOptions, RecordResult, RecordTarget,
 };

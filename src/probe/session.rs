@@ -21,7 +21,7 @@ use super::tracefs::{self, PlacedPair, ProbeSet, Tracefs};
 use super::ProbeError;
 use crate::events::CounterSpec;
 use crate::kernel::Field;
-use crate::trace::{Event, ExitStatus, Footer, RecordKind, TraceWriter};
+use crate::trace::{Event, ExitStatus, Footer, OwnedSample, RecordKind, TraceHeader, TraceWriter};
 
 /// What to probe: a function, a system call or a pair of tracepoints.
 #[derive(Debug, Clone)]
@@ -101,7 +101,47 @@ pub struct RecordOptions {
     /// --repeat`, at least 1): one after the other, each announced in the
     /// trace by an [`Event::Run`] when there are two or more.
     pub repeat: u32,
+    /// Calls the command's first process makes before its exec, under
+    /// probes of their own (a [`RecordTarget::Command`] only).
+    pub burst: Option<Burst>,
 }
+
+/// Calls the command's first process makes before it execs the command,
+/// under probes of their own that the trace does not list: how a
+/// recording measures its probes' cost in the target's own process, at
+/// the moment it starts (in-run calibration).
+///
+/// The probes are opened on the held child with the recording's counter
+/// group, enabled at once, before the child is let go; the child runs
+/// [`Burst::run`], perfunc collects the samples, hands them to
+/// [`Burst::done`] with the trace header (written only after it), and
+/// closes the burst's groups beside the run.
+#[derive(Clone)]
+pub struct Burst {
+    /// The probes; their `probe_id`s index this list.
+    pub probes: Vec<ProbeTarget>,
+    /// What the held child runs: in a forked child, so it must not
+    /// allocate or lock.
+    pub run: Arc<dyn Fn() + Send + Sync>,
+    /// Receives the burst's samples (probe ids index [`Burst::probes`])
+    /// and the trace header, to amend it before it is written.
+    pub done: Arc<BurstDone>,
+}
+
+/// What receives a burst's samples and amends the trace header.
+pub type BurstDone = dyn Fn(&[OwnedSample], &mut TraceHeader) + Send + Sync;
+
+impl std::fmt::Debug for Burst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Burst")
+            .field("probes", &self.probes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ring bytes of the burst's probes: their records are collected while
+/// the burst runs.
+const BURST_RING: usize = 4 << 20;
 
 /// How perfunc follows the threads and processes the target creates
 /// (`--follow`).
@@ -405,6 +445,23 @@ pub fn record<W: Write>(
             }),
         })
         .collect::<Result<_, _>>()?;
+    let burst_placed: Vec<PlacedPair> = match &opts.burst {
+        Some(burst) => burst
+            .probes
+            .iter()
+            .map(|p| match &p.place {
+                Place::Uprobe { binary, offset } => probes.add(binary, *offset),
+                _ => Err(ProbeError::Sys {
+                    what: format!("placing the burst probe {}", p.function),
+                    cause: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "a burst probes functions only",
+                    ),
+                }),
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
     let per_thread =
         opts.follow == Follow::PerThread && !matches!(opts.target, RecordTarget::SystemWide(_));
     let cpus: Vec<Option<usize>> = if per_thread {
@@ -420,8 +477,13 @@ pub fn record<W: Write>(
     let result = match &opts.target {
         RecordTarget::Command(argv) => {
             let started = Instant::now();
+            let burst_run = opts.burst.as_ref().map(|b| Arc::clone(&b.run));
             let spawn = || {
-                HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
+                let run: Option<&(dyn Fn() + Sync)> = match &burst_run {
+                    Some(run) => Some(run.as_ref()),
+                    None => None,
+                };
+                HeldChild::spawn(argv, run).map_err(|cause| ProbeError::Spawn {
                     command: display_command(argv),
                     cause,
                 })
@@ -453,6 +515,24 @@ pub fn record<W: Write>(
                         break;
                     }
                     other => other?,
+                }
+                if let (Some(burst), 0) = (&opts.burst, index) {
+                    run_burst(
+                        opts,
+                        burst,
+                        &burst_placed,
+                        &mut child,
+                        &mut events,
+                        writer,
+                        &stop,
+                    )
+                    .map_err(|e| match e {
+                        ProbeError::Spawn { cause, .. } => ProbeError::Spawn {
+                            command: display_command(argv),
+                            cause,
+                        },
+                        other => other,
+                    })?;
                 }
                 if opts.repeat > 1 {
                     // After the run before has ended (its command exited,
@@ -549,7 +629,7 @@ pub fn record<W: Write>(
             let child = command
                 .as_ref()
                 .map(|argv| {
-                    HeldChild::spawn(argv).map_err(|cause| ProbeError::Spawn {
+                    HeldChild::spawn(argv, None).map_err(|cause| ProbeError::Spawn {
                         command: display_command(argv),
                         cause,
                     })
@@ -599,6 +679,57 @@ pub fn record<W: Write>(
     });
     drop(probes);
     result
+}
+
+/// Runs `burst` in the held `child`: its probes opened on the child and
+/// enabled, the child told to run it, its samples collected until it
+/// says it is done, handed with the header to [`Burst::done`], and its
+/// groups closed on a thread of their own (joined with the groups of the
+/// run, by `events`).
+fn run_burst<W: Write>(
+    opts: &RecordOptions,
+    burst: &Burst,
+    placed: &[PlacedPair],
+    child: &mut HeldChild,
+    events: &mut Events,
+    writer: &mut TraceWriter<W>,
+    stop: &StopFlag,
+) -> Result<(), ProbeError> {
+    let mut cal = Events::new(false, stop);
+    let ring_opts = RecordOptions {
+        buffer_bytes: BURST_RING,
+        probes: Vec::new(),
+        burst: None,
+        ..opts.clone()
+    };
+    for (target, probe) in burst.probes.iter().zip(placed) {
+        cal.open_group(&ring_opts, target, probe, child.pid(), None, Start::Now)?;
+    }
+    let spawn_err = |cause| ProbeError::Spawn {
+        command: String::new(),
+        cause,
+    };
+    child.start_burst().map_err(spawn_err)?;
+    let mut samples = Vec::new();
+    loop {
+        let done = child
+            .burst_finished(Duration::from_millis(20))
+            .map_err(spawn_err)?;
+        cal.collect(&mut samples);
+        if done {
+            break;
+        }
+        if let Some(signal) = stop.signal() {
+            return Err(ProbeError::Interrupted(signal));
+        }
+    }
+    writer.amend_header(|h| (burst.done)(&samples, h))?;
+    let rings = std::mem::take(&mut cal.rings);
+    let counters = std::mem::take(&mut cal.counters);
+    events
+        .closing
+        .push(std::thread::spawn(move || drop((rings, counters))));
+    Ok(())
 }
 
 /// Writes the file mappings the processes `pids` have now, as `Mmap`
@@ -956,6 +1087,19 @@ impl Events {
             enable_group(leader_fd)?;
         }
         Ok(())
+    }
+
+    /// Moves the samples in the rings into `out` (a burst's: nothing is
+    /// counted or written).
+    fn collect(&mut self, out: &mut Vec<OwnedSample>) {
+        for (_, ring) in self.rings.iter_mut() {
+            while let Some(rec) = ring.next_record() {
+                let body = rec.to_contiguous();
+                if let Some(Decoded::Sample(s)) = self.decoder.decode(rec.ty(), &body) {
+                    out.push(OwnedSample::from(&s));
+                }
+            }
+        }
     }
 
     /// Moves every record in the rings into the trace.

@@ -391,7 +391,15 @@ pub struct HeldChild {
     pid: i32,
     go: Option<OwnedFd>,
     exec_error: OwnedFd,
+    /// Read end of the pipe the child writes one byte to when its
+    /// [`HeldChild::start_burst`] is done.
+    burst_done: OwnedFd,
 }
+
+/// The byte that lets a held child exec.
+const GO_EXEC: u8 = 1;
+/// The byte that has a held child run its burst first.
+const GO_BURST: u8 = 2;
 
 fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
@@ -405,7 +413,12 @@ impl HeldChild {
     /// Forks; the child waits on a pipe, then execs `argv` (looked up in
     /// PATH like a shell does). The child gets default SIGPIPE handling and
     /// an empty signal mask, as if started by a shell.
-    pub fn spawn(argv: &[OsString]) -> io::Result<HeldChild> {
+    ///
+    /// `burst`, if given, is what the child runs before its exec when told
+    /// to by [`HeldChild::start_burst`]. It runs in the forked child of a
+    /// process that may have other threads: it must not allocate, lock or
+    /// call anything that is not async-signal-safe.
+    pub fn spawn(argv: &[OsString], burst: Option<&(dyn Fn() + Sync)>) -> io::Result<HeldChild> {
         if argv.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
         }
@@ -417,6 +430,7 @@ impl HeldChild {
         arg_ptrs.push(std::ptr::null());
         let (go_read, go_write) = pipe_cloexec()?;
         let (err_read, err_write) = pipe_cloexec()?;
+        let (done_read, done_write) = pipe_cloexec()?;
 
         // SAFETY: after fork the child only calls async-signal-safe
         // functions (read, sigprocmask, signal, execvp, write, _exit) on
@@ -426,19 +440,90 @@ impl HeldChild {
             // SAFETY: child side of fork; see above.
             unsafe {
                 child_after_fork(
-                    [go_read.as_raw_fd(), err_write.as_raw_fd()],
-                    [go_write.as_raw_fd(), err_read.as_raw_fd()],
+                    [
+                        go_read.as_raw_fd(),
+                        err_write.as_raw_fd(),
+                        done_write.as_raw_fd(),
+                    ],
+                    [
+                        go_write.as_raw_fd(),
+                        err_read.as_raw_fd(),
+                        done_read.as_raw_fd(),
+                    ],
                     &arg_ptrs,
+                    burst,
                 )
             }
         }
         drop(go_read);
         drop(err_write);
+        drop(done_write);
         Ok(HeldChild {
             pid,
             go: Some(go_write),
             exec_error: err_read,
+            burst_done: done_read,
         })
+    }
+
+    /// Has the child run its burst (see [`HeldChild::spawn`]); it then
+    /// waits again for [`HeldChild::release`]. Poll
+    /// [`HeldChild::burst_finished`] for its end.
+    pub fn start_burst(&mut self) -> io::Result<()> {
+        self.send(GO_BURST)
+    }
+
+    /// Whether the burst has ended, waiting up to `timeout` for it. An
+    /// error if the child died during it (or had no burst to run).
+    pub fn burst_finished(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let mut fds = [libc::pollfd {
+            fd: self.burst_done.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: polling one valid pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(err),
+            };
+        }
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut byte = 0u8;
+        // SAFETY: reading one byte into a valid local.
+        let got = unsafe {
+            libc::read(
+                self.burst_done.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+            )
+        };
+        match got {
+            1 => Ok(true),
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the command's process ended before it started the command",
+            )),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Writes one go byte; the pipe stays open.
+    fn send(&mut self, byte: u8) -> io::Result<()> {
+        let Some(go) = &self.go else {
+            return Err(io::Error::other("the child was released"));
+        };
+        // SAFETY: writing one byte from a valid buffer to our pipe end.
+        let n = unsafe { libc::write(go.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+        if n != 1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// The child's pid.
@@ -449,13 +534,9 @@ impl HeldChild {
     /// Lets the child exec the target. Returns the exec error if the command
     /// could not be started (not found, not executable, ...).
     pub fn release(&mut self) -> io::Result<()> {
-        if let Some(go) = self.go.take() {
-            let byte = [1u8];
-            // SAFETY: writing one byte from a valid buffer to our pipe end.
-            let n = unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) };
-            if n != 1 {
-                return Err(io::Error::last_os_error());
-            }
+        if self.go.is_some() {
+            self.send(GO_EXEC)?;
+            self.go = None;
         }
         let mut errno = [0u8; 4];
         let mut got = 0;
@@ -504,24 +585,45 @@ impl Drop for HeldChild {
 }
 
 /// Runs in the forked child: closes the parent's pipe ends (so the go pipe
-/// reads EOF if the parent gives up), waits for the go byte, then execs.
+/// reads EOF if the parent gives up), waits for the go byte, runs `burst`
+/// first if told to (then says so on `done` and waits for the next go
+/// byte), then execs.
 ///
 /// # Safety
 /// Must only be called in a freshly forked child; `argv` must be a
-/// null-terminated array of valid C strings.
+/// null-terminated array of valid C strings; `burst` must only make
+/// async-signal-safe calls.
 unsafe fn child_after_fork(
-    [go, exec_error]: [RawFd; 2],
-    parent_ends: [RawFd; 2],
+    [go, exec_error, done]: [RawFd; 3],
+    parent_ends: [RawFd; 3],
     argv: &[*const libc::c_char],
+    burst: Option<&(dyn Fn() + Sync)>,
 ) -> ! {
     for fd in parent_ends {
         // SAFETY: closing the child's copies of the parent's pipe ends.
         unsafe { libc::close(fd) };
     }
-    let mut byte = 0u8;
-    // SAFETY: reading one byte into a valid local.
-    let n = unsafe { libc::read(go, (&mut byte as *mut u8).cast(), 1) };
-    if n != 1 {
+    let read_go = || {
+        let mut byte = 0u8;
+        // SAFETY: reading one byte into a valid local.
+        let n = unsafe { libc::read(go, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            byte
+        } else {
+            0
+        }
+    };
+    let mut byte = read_go();
+    if byte == GO_BURST {
+        if let Some(burst) = burst {
+            burst();
+            let one = [1u8];
+            // SAFETY: writing one byte from a valid local.
+            unsafe { libc::write(done, one.as_ptr().cast(), 1) };
+            byte = read_go();
+        }
+    }
+    if byte != GO_EXEC {
         // SAFETY: _exit is always safe to call.
         unsafe { libc::_exit(127) };
     }
@@ -555,8 +657,60 @@ mod tests {
     }
 
     #[test]
+    fn held_child_runs_its_burst_before_its_exec() {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: a valid array of two ints.
+        check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }).unwrap();
+        // SAFETY: fresh fds owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let fd = write.as_raw_fd();
+        let burst = move || {
+            // SAFETY: writing two bytes from a static buffer.
+            unsafe { libc::write(fd, b"ok".as_ptr().cast(), 2) };
+        };
+        let mut child = HeldChild::spawn(&["true".into()], Some(&burst)).unwrap();
+        drop(write);
+        child.start_burst().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !child
+            .burst_finished(std::time::Duration::from_millis(50))
+            .unwrap()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the burst never ended"
+            );
+        }
+        let mut got = [0u8; 2];
+        // SAFETY: reading into a valid local.
+        let n = unsafe { libc::read(read.as_raw_fd(), got.as_mut_ptr().cast(), 2) };
+        assert_eq!((n, &got), (2, b"ok"));
+        child.release().unwrap();
+        assert_eq!(
+            try_wait(child.pid(), true).unwrap(),
+            Some(WaitStatus::Exited(0))
+        );
+    }
+
+    #[test]
+    fn held_child_without_a_burst_exits_when_asked_for_one() {
+        let mut child = HeldChild::spawn(&["true".into()], None).unwrap();
+        child.start_burst().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let err = loop {
+            match child.burst_finished(std::time::Duration::from_millis(50)) {
+                Ok(false) => assert!(std::time::Instant::now() < deadline),
+                Ok(true) => panic!("no burst to finish"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        drop(child);
+    }
+
+    #[test]
     fn held_child_runs_after_release() {
-        let mut child = HeldChild::spawn(&["true".into()]).unwrap();
+        let mut child = HeldChild::spawn(&["true".into()], None).unwrap();
         child.release().unwrap();
         assert_eq!(
             try_wait(child.pid(), true).unwrap(),
@@ -566,7 +720,7 @@ mod tests {
 
     #[test]
     fn held_child_reports_exec_failure() {
-        let mut child = HeldChild::spawn(&["/nonexistent/perfunc-test".into()]).unwrap();
+        let mut child = HeldChild::spawn(&["/nonexistent/perfunc-test".into()], None).unwrap();
         let err = child.release().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     }

@@ -207,8 +207,13 @@ fn tooltips(analysis: &Analysis, counter: usize) -> Vec<Tooltip> {
 pub fn calibration_note(analysis: &Analysis) -> String {
     match (&analysis.calibration, analysis.trace.has_profile) {
         (Some(info), _) => format!(
-            "probes' cost subtracted ({} baseline, calibrated on {})",
-            info.statistic, info.profile.kernel_release
+            "probes' cost subtracted ({} baseline, {} on {})",
+            info.statistic,
+            match info.source {
+                perfunc_calibrate::Source::InRun => "measured in the run",
+                perfunc_calibrate::Source::Calibrate => "cached profile",
+            },
+            info.profile.kernel_release
         ),
         (None, true) => "raw values (--baseline off)".to_owned(),
         (None, false) => "raw values (the trace holds no calibration profile)".to_owned(),
@@ -333,7 +338,7 @@ mod tests {
             opts.subtitle.as_deref(),
             Some(
                 "frame width: inclusive task-clock (ns); probes' cost subtracted \
-                 (median baseline, calibrated on 6.18.0); 1 call paths with a \
+                 (median baseline, cached profile on 6.18.0); 1 call paths with a \
                  negative calibrated self cost (together -250 ns) drawn as 0"
             )
         );

@@ -5,8 +5,9 @@ use std::io::{self, Write};
 
 use super::human::format_value;
 use super::ReportWriter;
-use crate::analysis::{Analysis, CounterStats, FunctionStats, Reason, RunSpread};
+use crate::analysis::{Analysis, CalibrationInfo, CounterStats, FunctionStats, Reason, RunSpread};
 use crate::events::Unit;
+use perfunc_calibrate::Source;
 
 /// The table writer.
 pub struct Table;
@@ -114,14 +115,93 @@ fn write_header(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether, and how, the values are calibrated (one or two lines: a
+/// Where the profile comes from: measured in the run, or how old the
+/// cached one is, how loaded the machine was and how noisy its baselines.
+fn profile_line(a: &Analysis, info: &CalibrationInfo) -> String {
+    let machine = format!(
+        "{}, {}",
+        info.profile.kernel_release, info.profile.cpu_model
+    );
+    let noise = || {
+        let parts: Vec<String> = info
+            .noise
+            .iter()
+            .filter_map(|n| {
+                let unit = a.trace.counters.iter().find(|c| c.name == n.counter)?.unit;
+                Some(if n.min_mad == n.max_mad {
+                    format!("{} {}", n.counter, format_value(n.min_mad, unit))
+                } else {
+                    format!(
+                        "{} {}–{}",
+                        n.counter,
+                        format_value(n.min_mad, unit),
+                        format_value(n.max_mad, unit)
+                    )
+                })
+            })
+            .collect();
+        parts.join(", ")
+    };
+    let load = info
+        .loadavg
+        .map_or(String::new(), |l| format!(", load {l:.2}"));
+    match info.source {
+        Source::InRun => {
+            let mut line = format!(
+                "calibration profile: measured in this run, in the command's process as it \
+                 started{load}\n  {machine}\n  classes {} ({} calls each)",
+                info.in_run_classes.join(", "),
+                info.calls_per_round,
+            );
+            if !info.cached_classes.is_empty() {
+                line.push_str(&format!(
+                    "; {} cached{}",
+                    info.cached_classes.join(", "),
+                    info.cached_age_s
+                        .map_or(String::new(), |s| format!(", {} old", age(s)))
+                ));
+            }
+            line
+        }
+        Source::Calibrate => format!(
+            "calibration profile: cached, measured {} before this recording{load}, \
+             {} × {} calls\n  {machine}; baseline MAD {}\n  it may not fit this run: \
+             `perfunc calibrate` measures it anew",
+            age(info.age_s),
+            info.rounds,
+            info.calls_per_round,
+            noise()
+        ),
+    }
+}
+
+/// `seconds` as the two largest of days, hours, minutes, seconds.
+fn age(seconds: i64) -> String {
+    if seconds < 0 {
+        return "(in the future: the clock went back)".to_owned();
+    }
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (1.., _, _) => format!("{d} d {h} h"),
+        (0, 1.., _) => format!("{h} h {m} min"),
+        (0, 0, 1..) => format!("{m} min {s} s"),
+        _ => format!("{s} s"),
+    }
+}
+
+/// Whether, and how, the values are calibrated (two or three lines: a
 /// CPU model name alone can take half the width).
 fn calibration_line(a: &Analysis) -> String {
     match &a.calibration {
         Some(info) => format!(
-            "calibrated: subtracting the {} probe cost per call; raw values: --baseline off\n\
-             calibration profile: {}, {}",
-            info.statistic, info.profile.kernel_release, info.profile.cpu_model
+            "calibrated: subtracting the {} probe cost per call; raw values: --baseline off\n{}",
+            info.statistic,
+            profile_line(a, info)
         ),
         None if a.trace.has_profile => {
             "not calibrated (--baseline off): values include the probes' cost".to_owned()

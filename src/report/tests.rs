@@ -181,6 +181,17 @@ pub(crate) fn calibrated() -> Analysis {
         },
         rounds: 5,
         calls_per_round: 10_000,
+        source: perfunc_calibrate::Source::Calibrate,
+        age_s: 3 * 86_400 + 4 * 3_600 + 59,
+        loadavg: Some(0.52),
+        in_run_classes: Vec::new(),
+        cached_classes: vec!["push-rbp".into(), "ret".into()],
+        cached_age_s: Some(3 * 86_400 + 4 * 3_600 + 59),
+        noise: vec![crate::analysis::BaselineNoise {
+            counter: "task-clock".into(),
+            min_mad: 30.0,
+            max_mad: 371.0,
+        }],
     });
     let outer = &mut a.functions[0].counters[1];
     (outer.raw_sum, outer.raw_mean, outer.raw_p50) = (134_700.0, 26_940.0, 26_600.0);
@@ -307,10 +318,15 @@ fn row<'a>(table: &'a str, function: &str, counter: &str) -> &'a str {
 fn table_calibrated() {
     let text = render_analysis(&calibrated(), Format::Table, &ReportOptions::default());
     assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
-    assert!(text.contains(
-        "\ncalibrated: subtracting the median probe cost per call; raw values: --baseline off\n\
-         calibration profile: 6.18.0, Test CPU\n"
-    ));
+    assert!(
+        text.contains(
+            "\ncalibrated: subtracting the median probe cost per call; raw values: --baseline off\n\
+             calibration profile: cached, measured 3 d 4 h before this recording, load 0.52, \
+             5 × 10000 calls\n  6.18.0, Test CPU; baseline MAD task-clock 30 ns–371 ns\n  \
+             it may not fit this run: `perfunc calibrate` measures it anew\n"
+        ),
+        "{text}"
+    );
     assert!(row(&text, "pf_outer", "task-clock").ends_with("19.0 µs"));
     assert!(row(&text, "pf_middle", "task-clock").ends_with(" ≈"));
     let touch = row(&text, "pf_touch", "task-clock");

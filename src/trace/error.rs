@@ -114,6 +114,14 @@ pub enum TraceError {
         max: u64,
     },
 
+    /// A trace header was changed after it was written, or in what its
+    /// samples depend on (a bug in the recorder).
+    #[error(
+        "the trace header cannot be changed: it is written already, or the change \
+         touches its counters, probes or key column"
+    )]
+    HeaderWritten,
+
     /// The header or footer could not be encoded as JSON.
     #[error("failed to encode the trace {what} as JSON")]
     Json {

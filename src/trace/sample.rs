@@ -367,6 +367,23 @@ impl From<SampleRef<'_>> for OwnedSample {
     }
 }
 
+impl From<&SampleIn<'_>> for OwnedSample {
+    fn from(s: &SampleIn<'_>) -> Self {
+        Self {
+            time: s.time,
+            pid: s.pid,
+            tid: s.tid,
+            probe: s.probe,
+            cpu: s.cpu,
+            kind: s.kind,
+            time_enabled: s.time_enabled,
+            time_running: s.time_running,
+            values: s.values.to_vec(),
+            key: s.key,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,11 @@ pub struct TraceWriter<W: Write> {
     round_end: bool,
     /// Whether a chunk was written since the last round end.
     open_round: bool,
+    /// The header of a [`deferred`](Self::deferred) writer, until its
+    /// first chunk or flush writes it.
+    pending_header: Option<TraceHeader>,
+    /// Bytes of the file header, once written.
+    header_len: u64,
 }
 
 impl<W: Write> TraceWriter<W> {
@@ -45,9 +50,24 @@ impl<W: Write> TraceWriter<W> {
     ///
     /// [`TraceError::Io`] if `w` fails, [`TraceError::Json`] or
     /// [`TraceError::TooLarge`] if the header cannot be encoded.
-    pub fn new(mut w: W, header: &TraceHeader) -> Result<Self, TraceError> {
-        let bytes = encode_file_header(header)?;
-        w.write_all(&bytes)?;
+    pub fn new(w: W, header: &TraceHeader) -> Result<Self, TraceError> {
+        let mut writer = Self::deferred(w, header)?;
+        writer.write_header()?;
+        Ok(writer)
+    }
+
+    /// Starts a trace described by `header` whose file header is written
+    /// with its first chunk (or flush, or footer), so that
+    /// [`amend_header`](Self::amend_header) can still change it: a
+    /// recording learns what its calibration measured only once its
+    /// command has started, before the first record is written.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Json`] or [`TraceError::TooLarge`] if the header
+    /// cannot be encoded.
+    pub fn deferred(w: W, header: &TraceHeader) -> Result<Self, TraceError> {
+        encode_file_header(header)?;
         Ok(Self {
             w,
             ncounters: header.counters.len(),
@@ -58,11 +78,52 @@ impl<W: Write> TraceWriter<W> {
             pending_samples: 0,
             events: Vec::new(),
             pending_events: 0,
-            bytes_written: bytes.len() as u64,
+            bytes_written: 0,
             samples_written: 0,
             round_end: false,
             open_round: false,
+            pending_header: Some(header.clone()),
+            header_len: 0,
         })
+    }
+
+    /// Changes the header of a [`deferred`](Self::deferred) writer before
+    /// it is written. Its counters, probes and key column must stay as
+    /// they are: samples may already be buffered.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::HeaderWritten`] once the header is written or if the
+    /// change touches the counters, probes or key column (the header is
+    /// then unchanged), [`TraceError::Json`] or [`TraceError::TooLarge`]
+    /// if the changed header cannot be encoded.
+    pub fn amend_header(&mut self, f: impl FnOnce(&mut TraceHeader)) -> Result<(), TraceError> {
+        let Some(header) = &self.pending_header else {
+            return Err(TraceError::HeaderWritten);
+        };
+        let mut changed = header.clone();
+        f(&mut changed);
+        if changed.counters != header.counters
+            || changed.probes != header.probes
+            || changed.key_column != header.key_column
+        {
+            return Err(TraceError::HeaderWritten);
+        }
+        encode_file_header(&changed)?;
+        self.pending_header = Some(changed);
+        Ok(())
+    }
+
+    /// Writes the file header if it is still pending.
+    fn write_header(&mut self) -> Result<(), TraceError> {
+        if let Some(header) = &self.pending_header {
+            let bytes = encode_file_header(header)?;
+            self.w.write_all(&bytes)?;
+            self.bytes_written += bytes.len() as u64;
+            self.header_len = bytes.len() as u64;
+            self.pending_header = None;
+        }
+        Ok(())
     }
 
     /// Emits a chunk whenever `n` bytes of samples (or of events) are
@@ -136,6 +197,7 @@ impl<W: Write> TraceWriter<W> {
     ///
     /// [`TraceError::Io`] if `W` fails.
     pub fn flush(&mut self) -> Result<(), TraceError> {
+        self.write_header()?;
         if self.pending_samples == 0 && self.pending_events == 0 && self.open_round {
             // Chunks went out when the buffer filled: end their round with
             // an empty one.
@@ -152,9 +214,15 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
-    /// Bytes handed to `W` so far: file header and whole chunks.
+    /// Bytes handed to `W` so far: file header (once written) and whole
+    /// chunks.
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written
+    }
+
+    /// Bytes of chunks handed to `W` so far (the file header left out).
+    pub fn chunk_bytes_written(&self) -> u64 {
+        self.bytes_written - self.header_len
     }
 
     /// Samples accepted so far, including those still buffered.
@@ -169,6 +237,7 @@ impl<W: Write> TraceWriter<W> {
     /// [`TraceError::Io`] if `W` fails, [`TraceError::Json`] if the footer
     /// cannot be encoded.
     pub fn finish(mut self, footer: &Footer) -> Result<W, TraceError> {
+        self.write_header()?;
         self.emit_pending()?;
         let json = serde_json::to_vec(footer).map_err(|source| TraceError::Json {
             what: "footer",
@@ -212,6 +281,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn emit(&mut self, kind: ChunkKind, count: usize, payload: &[u8]) -> Result<(), TraceError> {
+        self.write_header()?;
         let flags = if self.round_end { FLAG_ROUND_END } else { 0 };
         self.open_round = !self.round_end;
         let count = to_u32(count, "chunk record count")?;
@@ -353,6 +423,30 @@ mod tests {
         w.push_event(&lost).unwrap();
         assert_eq!(w.bytes_written(), start + CHUNK_HEADER_LEN as u64 + 48);
         assert_eq!(w.w.len() as u64, w.bytes_written());
+    }
+
+    #[test]
+    fn a_deferred_header_is_amended_until_the_first_chunk() {
+        let mut w = TraceWriter::deferred(Vec::new(), &header(3)).unwrap();
+        assert_eq!(w.bytes_written(), 0);
+        w.amend_header(|h| h.cpu_model = "amended".into()).unwrap();
+        let err = w.amend_header(|h| h.counters.pop().map(drop).unwrap_or(()));
+        assert!(matches!(err, Err(TraceError::HeaderWritten)), "{err:?}");
+        w.push_sample(&sample(&[1, 2, 3])).unwrap();
+        w.amend_header(|h| h.kernel_release = "buffered samples allow it".into())
+            .unwrap();
+        w.flush().unwrap();
+        let err = w.amend_header(|h| h.cpu_model = "too late".into());
+        assert!(matches!(err, Err(TraceError::HeaderWritten)), "{err:?}");
+        let bytes = w.finish(&Footer::default()).unwrap();
+        let reader = crate::trace::TraceReader::new(bytes.as_slice()).unwrap();
+        assert_eq!(reader.header().cpu_model, "amended");
+        assert_eq!(reader.header().kernel_release, "buffered samples allow it");
+        // A deferred writer that writes nothing but its footer still
+        // writes its header first.
+        let w = TraceWriter::deferred(Vec::new(), &header(0)).unwrap();
+        let bytes = w.finish(&Footer::default()).unwrap();
+        assert!(crate::trace::TraceReader::new(bytes.as_slice()).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! CI=true a missing feature is a failure, elsewhere the test is skipped
 //! with a message.
 
+mod calibration;
 mod chains;
 // `classes()` serves the calibration tests (tests/calibration).
 #[allow(dead_code)]

@@ -197,14 +197,16 @@ fn the_calibration_cache_is_not_used_through_a_symlink_or_when_others_can_write_
     assert!(err.contains("others can write it"), "{err}");
     assert!(entries(&cache.join("perfunc")).is_empty(), "{err}");
 
-    // A recording with the planted cache warns, measures, and stores
-    // nothing.
+    // A recording that uses the cache warns of the planted one, measures,
+    // and stores nothing.
     let bin = workloads().to_str().unwrap();
     let trace_path = dir.path().join("t.perfunc");
     let out = Command::new(env!("CARGO_BIN_EXE_perfunc"))
         .env("XDG_CACHE_HOME", dir.path().join("planted"))
         .args([
             "record",
+            "--calibration",
+            "cached",
             "-e",
             "task-clock",
             "-f",
