@@ -445,7 +445,10 @@ pub fn record<W: Write>(
             }),
         })
         .collect::<Result<_, _>>()?;
-    let burst_placed: Vec<PlacedPair> = match &opts.burst {
+    // A burst that cannot be placed or opened (perfunc's own executable
+    // where uprobes cannot go) leaves the recording without it, said so;
+    // its `done` then sees no samples.
+    let burst_placed: Option<Vec<PlacedPair>> = match &opts.burst {
         Some(burst) => burst
             .probes
             .iter()
@@ -459,8 +462,10 @@ pub fn record<W: Write>(
                     ),
                 }),
             })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| eprintln!("perfunc: warning: cannot measure in the run: {e}"))
+            .ok(),
+        None => None,
     };
     let per_thread =
         opts.follow == Follow::PerThread && !matches!(opts.target, RecordTarget::SystemWide(_));
@@ -520,7 +525,7 @@ pub fn record<W: Write>(
                     run_burst(
                         opts,
                         burst,
-                        &burst_placed,
+                        burst_placed.as_deref(),
                         &mut child,
                         &mut events,
                         writer,
@@ -689,7 +694,7 @@ pub fn record<W: Write>(
 fn run_burst<W: Write>(
     opts: &RecordOptions,
     burst: &Burst,
-    placed: &[PlacedPair],
+    placed: Option<&[PlacedPair]>,
     child: &mut HeldChild,
     events: &mut Events,
     writer: &mut TraceWriter<W>,
@@ -702,8 +707,20 @@ fn run_burst<W: Write>(
         burst: None,
         ..opts.clone()
     };
+    let Some(placed) = placed else {
+        writer.amend_header(|h| (burst.done)(&[], h))?;
+        return Ok(());
+    };
     for (target, probe) in burst.probes.iter().zip(placed) {
-        cal.open_group(&ring_opts, target, probe, child.pid(), None, Start::Now)?;
+        match cal.open_group(&ring_opts, target, probe, child.pid(), None, Start::Now) {
+            Ok(()) => {}
+            Err(e @ ProbeError::Interrupted(_)) => return Err(e),
+            Err(e) => {
+                eprintln!("perfunc: warning: cannot measure in the run: {e}");
+                writer.amend_header(|h| (burst.done)(&[], h))?;
+                return Ok(());
+            }
+        }
     }
     let spawn_err = |cause| ProbeError::Spawn {
         command: String::new(),
