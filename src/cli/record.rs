@@ -248,11 +248,11 @@ impl Plan {
                 .collect();
             classes.sort_unstable();
             classes.dedup();
-            let cached = match kernel_sites.is_empty() {
-                true => None,
-                false => {
-                    profile_for_recording(&CalibrationMode::Cached, &self.counters, self.quiet)?
-                }
+            // Kernel probes' classes cannot be measured in the run.
+            let cached = if kernel_sites.is_empty() {
+                None
+            } else {
+                profile_for_recording(&CalibrationMode::Cached, &self.counters, self.quiet)?
             };
             if let Some(burst) = in_run_burst(&self.counters, &classes, cached.clone())? {
                 return Ok((cached, Some(burst)));
